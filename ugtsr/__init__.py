@@ -1,0 +1,54 @@
+"""UGTSR: uncertainty-guided, Top-k codebook matching for real-world blind image super-resolution.
+
+Paper: Wen et al., "Incorporating Uncertainty-Guided and Top-k Codebook Matching for Real-World Blind
+Image Super-Resolution" (arXiv 2506.07809), built on FeMaSR (Chen et al., ACM MM 2022).
+
+The public names are resolved lazily (PEP 562) so that ``import ugtsr.errors`` -- which the
+torch-free ``runtime`` package relies on -- does not import torch.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    # errors (no torch)
+    "UGTSRError": "ugtsr.errors",
+    "ConfigError": "ugtsr.errors",
+    "CheckpointError": "ugtsr.errors",
+    "ExportError": "ugtsr.errors",
+    "EngineBuildError": "ugtsr.errors",
+    "UnsupportedInputError": "ugtsr.errors",
+    "MissingDependencyError": "ugtsr.errors",
+    # config (no torch)
+    "UGTSRConfig": "ugtsr.config",
+    "PRESETS": "ugtsr.config",
+    "get_config": "ugtsr.config",
+    # model (torch)
+    "UGTSRNet": "ugtsr.model",
+    "UGTSROutput": "ugtsr.model",
+    "build_model": "ugtsr.model",
+    "count_parameters": "ugtsr.model",
+    # checkpoints (torch)
+    "save_checkpoint": "ugtsr.checkpoint",
+    "load_checkpoint": "ugtsr.checkpoint",
+    "load_model": "ugtsr.checkpoint",
+    "Checkpoint": "ugtsr.checkpoint",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ugtsr' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,227 @@
+"""Model configuration: one frozen, validated dataclass and a plain dict of named presets.
+
+No torch import here: the runtime reads configs out of ONNX metadata without torch installed.
+
+Geometry (FeMaSR, ``shared/reference/femasr-facts.md`` section 4): the code map ("latent") sits at
+1/8 of the output resolution. ``channels[l]`` is the width at ``latent x 2**l``. The LQ encoder
+starts at ``latent x 8/scale`` (``log2(8/scale)`` stride-2 stages), runs Swin layers at the latent
+scale and two x2 up-stages that provide the skip features at ``latent x 2`` and ``latent x 4``.
+The decoder has three x2 stages. ``scale == 1`` is the HQ prior autoencoder (no Swin, no skips).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+__all__ = ["UGTSRConfig", "PRESETS", "get_config", "MATCHING_MODES", "SKIP_FUSION_MODES"]
+
+MATCHING_MODES = ("nearest", "topk", "codeformer")
+SKIP_FUSION_MODES = ("add", "align_attention")
+
+
+@dataclass(frozen=True)
+class UGTSRConfig:
+    """Everything needed to rebuild a model; travels inside every checkpoint and ONNX file.
+
+    Defaults are FeMaSR's x4 generator (34,059,971 parameters).
+    """
+
+    name: str = "custom"
+    scale: int = 4
+    in_channels: int = 3
+    #: widths at latent x1, x2, x4, x8 (FeMaSR's ``channel_query_dict`` for a 256 frame)
+    channels: tuple[int, int, int, int] = (256, 256, 128, 64)
+    norm_groups: int = 32
+    norm_eps: float = 1e-6  # FeMaSR's GroupNorm eps (not PyTorch's 1e-5)
+    codebook_size: int = 1024
+    codebook_dim: int = 512
+    # Swin layers at the latent scale (LQ encoder only)
+    swin_depths: tuple[int, ...] = (6, 6, 6, 6)
+    swin_heads: int = 8
+    swin_window: int = 8
+    swin_mlp_ratio: float = 4.0
+    # codebook matching (paper eqs. 4, 6-8)
+    matching: Literal["nearest", "topk", "codeformer"] = "nearest"
+    top_k: int = 3
+    fusion_heads: int = 8
+    fusion_ffn_factor: float = 2.66  # Restormer GDFN expansion
+    # CodeFormer-style transformer baseline (Fig. 8)
+    codeformer_dim: int = 512
+    codeformer_layers: int = 9
+    codeformer_heads: int = 8
+    codeformer_ffn: int = 1024
+    codeformer_grid: tuple[int, int] = (32, 32)
+    # fusion of LQ skip features into the decoder (FeMaSR "add" or Align-Attention, eq. 9)
+    skip_fusion: Literal["add", "align_attention"] = "add"
+    align_window: int = 8
+    align_heads: int = 4
+    # per-pixel uncertainty head s = ln(theta) (eq. 2)
+    uncertainty_head: bool = False
+    uncertainty_hidden: int = 64
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> None:
+            raise ConfigError(f"invalid UGTSRConfig '{self.name}': {msg}")
+
+        # tuples may arrive as lists from JSON; normalise without breaking frozenness
+        for name in ("channels", "swin_depths", "codeformer_grid"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+        if self.scale not in (1, 2, 4):
+            bad(f"scale must be 1 (HQ prior), 2 or 4, got {self.scale}")
+        if self.in_channels != 3:
+            bad("only RGB input (in_channels=3) is supported")
+        if len(self.channels) != 4 or any(int(c) <= 0 for c in self.channels):
+            bad(f"channels must be 4 positive widths, got {self.channels}")
+        for c in self.channels:
+            if c % self.norm_groups:
+                bad(f"every width must be divisible by norm_groups={self.norm_groups}, got {c}")
+        if self.codebook_size < 2 or self.codebook_dim < 1:
+            bad("codebook_size must be >= 2 and codebook_dim >= 1")
+        if self.matching not in MATCHING_MODES:
+            bad(f"matching must be one of {MATCHING_MODES}, got {self.matching!r}")
+        if self.skip_fusion not in SKIP_FUSION_MODES:
+            bad(f"skip_fusion must be one of {SKIP_FUSION_MODES}, got {self.skip_fusion!r}")
+        if not 1 <= self.top_k <= min(self.codebook_size, 3840):
+            bad(f"top_k must be in [1, min(codebook_size, 3840)], got {self.top_k}")
+        if self.codebook_dim % self.fusion_heads:
+            bad(f"codebook_dim {self.codebook_dim} not divisible by fusion_heads {self.fusion_heads}")
+        if self.scale > 1:
+            if not self.swin_depths or any(d < 1 for d in self.swin_depths):
+                bad("an SR model needs at least one Swin group of depth >= 1")
+            if self.channels[0] % self.swin_heads:
+                bad(f"channels[0]={self.channels[0]} not divisible by swin_heads={self.swin_heads}")
+            if self.swin_window < 2 or self.swin_window % 2:
+                bad("swin_window must be an even number >= 2")
+        else:
+            if self.matching != "nearest" or self.skip_fusion != "add" or self.uncertainty_head:
+                bad("the HQ prior (scale 1) uses nearest matching, no skips and no uncertainty head")
+        if self.skip_fusion == "align_attention":
+            for c in self.channels[1:3]:
+                if c % self.align_heads:
+                    bad(f"skip width {c} not divisible by align_heads={self.align_heads}")
+        if self.matching == "codeformer":
+            if self.codeformer_dim % self.codeformer_heads:
+                bad("codeformer_dim must be divisible by codeformer_heads")
+
+    # --- derived geometry --------------------------------------------------------------------
+    @property
+    def encoder_downsamples(self) -> int:
+        """Stride-2 stages of the encoder: log2(8 / scale) (x4: 1, x2: 2, prior: 3)."""
+        return int(math.log2(8 // self.scale))
+
+    @property
+    def latent_stride(self) -> int:
+        """Input pixels per code-map position (x4: 2, x2: 4, prior: 8)."""
+        return 8 // self.scale
+
+    @property
+    def multiple_of(self) -> int:
+        """Input H and W must be multiples of this for the network itself (the model pads)."""
+        if self.scale == 1:
+            return self.latent_stride
+        window = self.swin_window
+        if self.skip_fusion == "align_attention":
+            # decoder features at latent x2 / x4 must hold whole attention windows
+            window = math.lcm(window, max(1, self.align_window // 2))
+        return self.latent_stride * window
+
+    @property
+    def is_prior(self) -> bool:
+        return self.scale == 1
+
+    def prior_config(self) -> UGTSRConfig:
+        """The HQ prior autoencoder (scale 1) with this model's widths and codebook."""
+        return dataclasses.replace(
+            self, name=f"{self.name}_prior", scale=1, matching="nearest", skip_fusion="add",
+            uncertainty_head=False,
+        )
+
+    def replace(self, **changes: Any) -> UGTSRConfig:
+        return dataclasses.replace(self, **changes)
+
+    # --- plain-data round trip (checkpoints, ONNX metadata) -----------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+                for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UGTSRConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a dict, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"invalid config: {exc}") from exc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> UGTSRConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+
+def _femasr(scale: int) -> UGTSRConfig:
+    return UGTSRConfig(name=f"femasr_x{scale}" if scale > 1 else "femasr_prior", scale=scale)
+
+
+def _ugtsr(scale: int) -> UGTSRConfig:
+    return UGTSRConfig(
+        name=f"ugtsr_x{scale}", scale=scale, matching="topk", top_k=3,
+        skip_fusion="align_attention", uncertainty_head=True,
+    )
+
+
+def _tiny(scale: int) -> UGTSRConfig:
+    # Same topology as ugtsr_x*, narrow and shallow: CPU tests and the shipped demo model.
+    return UGTSRConfig(
+        name=f"tiny_x{scale}", scale=scale, channels=(64, 64, 32, 32), norm_groups=16,
+        codebook_size=256, codebook_dim=64, swin_depths=(2, 2), swin_heads=4, swin_window=8,
+        matching="topk", top_k=3, fusion_heads=4, skip_fusion="align_attention", align_heads=2,
+        uncertainty_head=True, uncertainty_hidden=16,
+        codeformer_dim=64, codeformer_layers=2, codeformer_heads=4, codeformer_ffn=128,
+    )
+
+
+#: Named presets. ``femasr_*`` are exactly FeMaSR's generators; ``ugtsr_*`` the paper's model
+#: (top-3 matching, Align-Attention, uncertainty head); ``tiny_*`` the same topology, small.
+PRESETS: dict[str, UGTSRConfig] = {
+    "femasr_prior": _femasr(1),
+    "femasr_x2": _femasr(2),
+    "femasr_x4": _femasr(4),
+    "ugtsr_x2": _ugtsr(2),
+    "ugtsr_x4": _ugtsr(4),
+    "tiny_x2": _tiny(2),
+    "tiny_x4": _tiny(4),
+}
+
+
+def get_config(config_or_name: UGTSRConfig | str | dict) -> UGTSRConfig:
+    """A preset by name, a config dict, or a config passed through."""
+    if isinstance(config_or_name, UGTSRConfig):
+        return config_or_name
+    if isinstance(config_or_name, dict):
+        return UGTSRConfig.from_dict(config_or_name)
+    if isinstance(config_or_name, str):
+        try:
+            return PRESETS[config_or_name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown preset '{config_or_name}'; choose one of: {', '.join(PRESETS)}"
+            ) from None
+    raise ConfigError(f"expected a UGTSRConfig, a preset name or a dict, got {type(config_or_name).__name__}")

@@ -1,0 +1,64 @@
+"""The toolkit's exception hierarchy (STYLE.md point 10).
+
+Every error the toolkit raises on purpose derives from :class:`UGTSRError`, so a CLI can catch one
+family, print one line and exit non-zero, while a genuine bug (any other exception) still surfaces
+with its traceback. This module imports nothing heavy: ``runtime`` uses it without torch installed.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "UGTSRError",
+    "ConfigError",
+    "CheckpointError",
+    "ExportError",
+    "EngineBuildError",
+    "UnsupportedInputError",
+    "MissingDependencyError",
+    "require",
+]
+
+
+class UGTSRError(Exception):
+    """Base class of every error the toolkit raises for a user-facing problem."""
+
+
+class ConfigError(UGTSRError, ValueError):
+    """An invalid model, training or export setting."""
+
+
+class CheckpointError(UGTSRError):
+    """A checkpoint that is missing, corrupt, foreign, unsafe or does not fit the model."""
+
+
+class ExportError(UGTSRError):
+    """ONNX export or its verification failed."""
+
+
+class EngineBuildError(UGTSRError):
+    """A TensorRT engine could not be built or loaded."""
+
+
+class UnsupportedInputError(UGTSRError, ValueError):
+    """An input image or tensor the toolkit cannot process (format, size, dtype, ...)."""
+
+
+class MissingDependencyError(UGTSRError, ImportError):
+    """An optional dependency is not installed; the message names the pip extra that provides it."""
+
+
+def require(module: str, *, extra: str, purpose: str | None = None):
+    """Import an optional dependency or raise :class:`MissingDependencyError` naming the extra.
+
+    ``require("onnxruntime", extra="export")`` returns the module. The import is attempted only
+    when called, so the packages that use it stay importable on a minimal install.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # re-raised with an actionable message, never swallowed
+        what = f" (needed for {purpose})" if purpose else ""
+        raise MissingDependencyError(
+            f"the optional dependency '{module}' is not installed{what}; "
+            f"install it with: pip install 'ugtsr[{extra}]'"
+        ) from exc
