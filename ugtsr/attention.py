@@ -1,0 +1,129 @@
+"""Attention modules of UGTSR: Restormer's MDTA (Top-k fusion, eq. 7) and Align-Attention (eq. 9).
+
+* :class:`MDTA` -- Restormer's multi-Dconv-head transposed attention (method-facts.md section 3):
+  1x1 + depthwise 3x3 QKV, L2-normalised Q/K over the pixel axis, softmax over a ``C/h x C/h``
+  channel-attention matrix scaled by a learned temperature. Cost is linear in pixels, but the
+  attention matrix uses whole-image statistics (one mixing per head per image).
+* :class:`AlignAttention` -- eq. 9: the LQ skip feature is the Query, the HQ decoder feature is
+  the Key and Value, ``softmax(Q K^T / sqrt(d_k)) V``. Full attention over all pixels is quadratic,
+  so it runs inside non-overlapping ``window x window`` windows (linear cost in pixels, local
+  statistics only: tiles with window-aligned borders give the same result as the whole image).
+  Exports to plain Reshape/Transpose/MatMul/Softmax with symbolic H/W.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import ChannelLayerNorm
+from .swin import window_merge, window_partition
+
+__all__ = ["MDTA", "GDFN", "RestormerBlock", "AlignAttention", "windowed_cross_attention"]
+
+
+class MDTA(nn.Module):
+    """Multi-Dconv head transposed attention: ``(B, C, H, W)`` -> ``(B, C, H, W)``."""
+
+    def __init__(self, dim: int, *, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
+        self.qkv = nn.Conv2d(dim, dim * 3, 1, bias=False)
+        self.qkv_dw = nn.Conv2d(dim * 3, dim * 3, 3, padding=1, groups=dim * 3, bias=False)
+        self.proj = nn.Conv2d(dim, dim, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv_dw(self.qkv(x)).chunk(3, dim=1)
+        q = q.reshape(b, self.heads, c // self.heads, h * w)
+        k = k.reshape(b, self.heads, c // self.heads, h * w)
+        v = v.reshape(b, self.heads, c // self.heads, h * w)
+        q = F.normalize(q, dim=-1)
+        k = F.normalize(k, dim=-1)
+        attn = (q @ k.transpose(-2, -1)) * self.temperature
+        out = attn.softmax(dim=-1) @ v
+        return self.proj(out.reshape(b, c, h, w))
+
+
+class GDFN(nn.Module):
+    """Restormer's gated-Dconv feed-forward network."""
+
+    def __init__(self, dim: int, *, factor: float) -> None:
+        super().__init__()
+        hidden = int(dim * factor)
+        self.project_in = nn.Conv2d(dim, hidden * 2, 1, bias=False)
+        self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, 3, padding=1, groups=hidden * 2, bias=False)
+        self.project_out = nn.Conv2d(hidden, dim, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        return self.project_out(F.gelu(x1) * x2)
+
+
+class RestormerBlock(nn.Module):
+    """``x + MDTA(LN(x))`` then ``x + GDFN(LN(x))``."""
+
+    def __init__(self, dim: int, *, heads: int, ffn_factor: float) -> None:
+        super().__init__()
+        self.norm1 = ChannelLayerNorm(dim)
+        self.attn = MDTA(dim, heads=heads)
+        self.norm2 = ChannelLayerNorm(dim)
+        self.ffn = GDFN(dim, factor=ffn_factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.ffn(self.norm2(x))
+
+
+def windowed_cross_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, heads: int, window: int
+) -> torch.Tensor:
+    """Scaled dot-product cross attention inside non-overlapping windows.
+
+    ``q``, ``k``, ``v``: ``(B, C, H, W)`` with H, W multiples of ``window``. Returns ``(B, C, H, W)``:
+    each query pixel attends to the keys of its own window. With ``window >= H = W`` this is
+    full attention over the map (the naive reference of the tests).
+    """
+    b, c, h, w = q.shape
+    hd = c // heads
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        t = window_partition(t.permute(0, 2, 3, 1), window)  # (B*nW, N, C)
+        return t.reshape(t.shape[0], t.shape[1], heads, hd).transpose(1, 2)  # (B*nW, heads, N, hd)
+
+    qw, kw, vw = split(q), split(k), split(v)
+    attn = (qw * hd**-0.5) @ kw.transpose(-2, -1)
+    out = attn.softmax(dim=-1) @ vw  # (B*nW, heads, N, hd)
+    out = out.transpose(1, 2).reshape(out.shape[0], window * window, c)
+    return window_merge(out, window, b, h, w).permute(0, 3, 1, 2)
+
+
+class AlignAttention(nn.Module):
+    """Skip fusion with Align-Attention (eq. 9), windowed.
+
+    ``forward(hq, lq) = hq + lq + W_o softmax((LN(lq) W_Q)(LN(hq) W_K)^T / sqrt(d_k)) (LN(hq) W_V)``.
+    ``W_o`` starts at zero, so an untrained module equals FeMaSR's additive skip (``hq + lq``) and
+    a model initialised from FeMaSR starts from FeMaSR's behaviour.
+    """
+
+    def __init__(self, dim: int, *, heads: int, window: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.window = window
+        self.norm_lq = ChannelLayerNorm(dim)
+        self.norm_hq = ChannelLayerNorm(dim)
+        self.to_q = nn.Conv2d(dim, dim, 1)
+        self.to_kv = nn.Conv2d(dim, dim * 2, 1)
+        self.proj = nn.Conv2d(dim, dim, 1)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def attend(self, hq: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+        """``F_align`` of eq. 9 (before the output projection): ``(B, C, H, W)``."""
+        q = self.to_q(self.norm_lq(lq))
+        k, v = self.to_kv(self.norm_hq(hq)).chunk(2, dim=1)
+        return windowed_cross_attention(q, k, v, heads=self.heads, window=self.window)
+
+    def forward(self, hq: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+        return hq + lq + self.proj(self.attend(hq, lq))

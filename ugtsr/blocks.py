@@ -1,0 +1,80 @@
+"""Convolutional building blocks of the FeMaSR backbone (femasr-facts.md section 2).
+
+GroupNorm(groups, eps 1e-6) + SiLU pre-activation residual blocks, stride-2 down stages and
+nearest-upsampling up stages. Module names are this package's own; ``ugtsr.femasr`` maps FeMaSR's
+state-dict keys onto them.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ResBlock", "DownStage", "UpStage", "ChannelLayerNorm", "upsample2x"]
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour x2 upsampling (FeMaSR uses ``nn.Upsample(scale_factor=2)``)."""
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+class ResBlock(nn.Module):
+    """Pre-activation residual block: ``x + conv2(act(norm2(conv1(act(norm1(x))))))``."""
+
+    def __init__(self, channels: int, *, groups: int, eps: float) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, channels, eps=eps)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2 = nn.GroupNorm(groups, channels, eps=eps)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return x + h
+
+
+class DownStage(nn.Module):
+    """Conv3x3 stride 2 (``c_in -> c_out``), then ``blocks`` residual blocks."""
+
+    def __init__(self, c_in: int, c_out: int, *, blocks: int = 2, groups: int, eps: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)
+        self.res = nn.Sequential(*[ResBlock(c_out, groups=groups, eps=eps) for _ in range(blocks)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res(self.conv(x))
+
+
+class UpStage(nn.Module):
+    """Nearest x2 upsampling, Conv3x3 (``c_in -> c_out``), then residual blocks.
+
+    Used for the LQ encoder's up stages and for the decoder (FeMaSR's ``DecoderBlock``).
+    """
+
+    def __init__(self, c_in: int, c_out: int, *, blocks: int = 2, groups: int, eps: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.res = nn.Sequential(*[ResBlock(c_out, groups=groups, eps=eps) for _ in range(blocks)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res(self.conv(upsample2x(x)))
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channel dim of a ``(B, C, H, W)`` map (Restormer's "WithBias" LN).
+
+    Written with plain reductions so it exports as ReduceMean/Sub/Mul/Sqrt for any opset.
+    """
+
+    def __init__(self, channels: int, *, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(dim=1, keepdim=True)
+        var = (x - mu).pow(2).mean(dim=1, keepdim=True)
+        x = (x - mu) / torch.sqrt(var + self.eps)
+        return x * self.weight[:, None, None] + self.bias[:, None, None]

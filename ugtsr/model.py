@@ -1,0 +1,235 @@
+"""UGTSR network: FeMaSR's VQGAN backbone with Top-k matching, Align-Attention and an uncertainty head.
+
+Paper: Wen et al., "Incorporating Uncertainty-Guided and Top-k Codebook Matching for Real-World Blind
+Image Super-Resolution", arXiv 2506.07809. Backbone: FeMaSR (Chen et al., ACM MM 2022).
+
+Data flow (``scale`` 2 or 4; the HQ prior, ``scale`` 1, has no Swin, no up stages and no skips)::
+
+    lq (B,3,h,w) --pad--> stem (k4 s1 p1) -> down stages -> Swin -> latent feature
+                                                            \\-> 2 up stages -> skips at latent x2, x4
+    latent --quant_in (1x1)--> z --matcher (nearest | topk | codeformer)--> z_q
+    z_q --quant_out (3x3)--> decoder stage 0 -> [skip fusion] stage 1 -> [skip fusion] stage 2
+        -> out_conv -> sr (B,3,h*s,w*s)        (and -> uncertainty head -> s = ln(theta))
+
+The output is not clamped (FeMaSR clamps only when writing images).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import AlignAttention
+from .blocks import DownStage, UpStage
+from .config import UGTSRConfig, get_config
+from .errors import UnsupportedInputError
+from .matching import Codebook, MatchResult, build_matcher
+from .swin import SwinStack
+
+__all__ = ["UGTSROutput", "UGTSRNet", "Encoder", "Decoder", "UncertaintyHead", "build_model",
+           "count_parameters", "pad_to_multiple"]
+
+
+@dataclass
+class UGTSROutput:
+    """Result of ``UGTSRNet.forward``; everything training needs comes out of one pass.
+
+    ``sr`` ``(B, 3, h*s, w*s)`` float (not clamped); ``indices`` ``(B, h', w')`` int64 final codes on the
+    code map (``h' = ceil(h / multiple_of) * multiple_of / latent_stride``, i.e. of the padded input);
+    ``uncertainty`` ``(B, 3, h*s, w*s)`` s = ln(theta) or None; ``z`` the pre-quantization feature;
+    ``z_q`` the feature fed to the decoder; ``match`` the full :class:`MatchResult`.
+    """
+
+    sr: torch.Tensor
+    indices: torch.Tensor
+    uncertainty: torch.Tensor | None
+    z: torch.Tensor
+    z_q: torch.Tensor
+    match: MatchResult
+
+    @property
+    def candidates(self) -> torch.Tensor | None:
+        return self.match.candidates
+
+    @property
+    def fused(self) -> torch.Tensor | None:
+        return self.match.fused
+
+    @property
+    def logits(self) -> torch.Tensor | None:
+        return self.match.logits
+
+    @property
+    def codes(self) -> torch.Tensor:
+        return self.match.codes
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    """Pad ``(B, C, H, W)`` at the bottom/right to multiples of ``multiple``.
+
+    Reflect padding where possible (pad < size), replicate otherwise. Returns the padded tensor and
+    the pad amounts ``(pad_h, pad_w)``.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x, 0, 0
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode), ph, pw
+
+
+class Encoder(nn.Module):
+    """LQ encoder (or the HQ prior's encoder when ``scale == 1``)."""
+
+    def __init__(self, config: UGTSRConfig) -> None:
+        super().__init__()
+        ch, g, eps = config.channels, config.norm_groups, config.norm_eps
+        n_down = config.encoder_downsamples
+        self.stem = nn.Conv2d(config.in_channels, ch[n_down], 4, padding=1)  # H -> H-1 (FeMaSR's in_conv)
+        self.down = nn.ModuleList(DownStage(ch[lvl], ch[lvl - 1], groups=g, eps=eps) for lvl in range(n_down, 0, -1))
+        self.swin: SwinStack | None = None
+        self.up = nn.ModuleList()
+        if not config.is_prior:
+            self.swin = SwinStack(ch[0], depths=config.swin_depths, heads=config.swin_heads,
+                                  window=config.swin_window, mlp_ratio=config.swin_mlp_ratio)
+            self.up = nn.ModuleList([UpStage(ch[0], ch[1], groups=g, eps=eps),
+                                     UpStage(ch[1], ch[2], groups=g, eps=eps)])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Returns the latent feature ``(B, ch0, h, w)`` and the skips at ``x2``, ``x4`` (SR only)."""
+        x = self.stem(x)
+        for stage in self.down:
+            x = stage(x)
+        if self.swin is None:
+            return x, []
+        latent = self.swin(x)
+        skips = []
+        x = latent
+        for stage in self.up:
+            x = stage(x)
+            skips.append(x)
+        return latent, skips
+
+
+class Decoder(nn.Module):
+    """quant_out, three x2 stages with optional skip fusion, out_conv."""
+
+    def __init__(self, config: UGTSRConfig) -> None:
+        super().__init__()
+        ch, g, eps = config.channels, config.norm_groups, config.norm_eps
+        self.stages = nn.ModuleList(UpStage(ch[i], ch[i + 1], groups=g, eps=eps) for i in range(3))
+        self.out_conv = nn.Conv2d(ch[3], 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], fusion: nn.ModuleList | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x``: after quant_out ``(B, ch0, h, w)``. Returns ``(sr, last feature (B, ch3, 8h, 8w))``."""
+        for i, stage in enumerate(self.stages):
+            if i > 0 and skips:
+                skip = skips[i - 1]
+                x = fusion[i - 1](x, skip) if fusion is not None else x + skip
+            x = stage(x)
+        return self.out_conv(x), x
+
+
+class UncertaintyHead(nn.Module):
+    """Predicts s = ln(theta) per pixel and channel from the last decoder feature (eq. 2).
+
+    Conv3x3-SiLU-Conv3x3-SiLU-Conv3x3(->3)-ELU; the final ELU bounds s > -1 as in UDL's released
+    code (Ning et al. 2021), which keeps exp(-s) < e and the ESU loss stable.
+    """
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, hidden, 3, padding=1)
+        self.conv2 = nn.Conv2d(hidden, hidden, 3, padding=1)
+        self.conv3 = nn.Conv2d(hidden, 3, 3, padding=1)
+
+    def forward(self, feat: torch.Tensor) -> torch.Tensor:
+        x = F.silu(self.conv1(feat))
+        x = F.silu(self.conv2(x))
+        return F.elu(self.conv3(x))
+
+
+class UGTSRNet(nn.Module):
+    """The whole network; ``forward(lq)`` takes ``(B, 3, h, w)`` float in [0, 1], any h, w >= 16."""
+
+    def __init__(self, config: UGTSRConfig) -> None:
+        super().__init__()
+        self.config = config
+        ch = config.channels
+        self.encoder = Encoder(config)
+        self.quant_in = nn.Conv2d(ch[0], config.codebook_dim, 1)
+        self.codebook = Codebook(config.codebook_size, config.codebook_dim)
+        self.matcher = build_matcher(config)
+        self.quant_out = nn.Conv2d(config.codebook_dim, ch[0], 3, padding=1)
+        self.decoder = Decoder(config)
+        self.skip_fusion: nn.ModuleList | None = None
+        if config.skip_fusion == "align_attention":
+            self.skip_fusion = nn.ModuleList(
+                AlignAttention(c, heads=config.align_heads, window=config.align_window) for c in ch[1:3]
+            )
+        self.uncertainty_head = UncertaintyHead(ch[3], config.uncertainty_hidden) if config.uncertainty_head else None
+
+    # --- descriptor (spandrel-style) -------------------------------------------------------
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    @property
+    def multiple_of(self) -> int:
+        return self.config.multiple_of
+
+    min_size = 16
+
+    # --- pieces -----------------------------------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Unpadded input -> ``(z, skips)``; ``z`` is the pre-quantization feature ``(B, d, h, w)``."""
+        latent, skips = self.encoder(x)
+        return self.quant_in(latent), skips
+
+    def match(self, z: torch.Tensor) -> MatchResult:
+        return self.matcher(z, self.codebook.embedding)
+
+    def decode(self, z_q: torch.Tensor, skips: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Quantized feature (+ skips) -> ``(sr, uncertainty or None)``."""
+        sr, feat = self.decoder(self.quant_out(z_q), skips, self.skip_fusion)
+        unc = self.uncertainty_head(feat) if self.uncertainty_head is not None else None
+        return sr, unc
+
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """Index map ``(B, h, w)`` -> image ``(B, 3, 8h, 8w)`` through the prior decoder (no skips)."""
+        sr, _ = self.decoder(self.quant_out(self.codebook.codes(indices)), [], None)
+        return sr
+
+    def forward_unpadded(self, x: torch.Tensor) -> UGTSROutput:
+        """The network on an input whose H, W are multiples of ``multiple_of`` (no padding)."""
+        z, skips = self.encode(x)
+        m = self.match(z)
+        sr, unc = self.decode(m.z_q, skips)
+        return UGTSROutput(sr=sr, indices=m.indices, uncertainty=unc, z=z, z_q=m.z_q, match=m)
+
+    def forward(self, lq: torch.Tensor) -> UGTSROutput:
+        if lq.dim() != 4 or lq.shape[1] != self.config.in_channels:
+            raise UnsupportedInputError(f"expected input (B, 3, H, W), got {tuple(lq.shape)}")
+        h, w = lq.shape[-2:]
+        if h < self.min_size or w < self.min_size:
+            raise UnsupportedInputError(f"input {h}x{w} is smaller than the minimum {self.min_size}x{self.min_size}")
+        x, ph, pw = pad_to_multiple(lq, self.multiple_of)
+        out = self.forward_unpadded(x)
+        if ph or pw:
+            s = self.scale
+            out.sr = out.sr[..., : h * s, : w * s]
+            if out.uncertainty is not None:
+                out.uncertainty = out.uncertainty[..., : h * s, : w * s]
+        return out
+
+
+def build_model(config_or_name: UGTSRConfig | str | dict) -> UGTSRNet:
+    """A fresh model from a preset name (``"ugtsr_x4"``), a config dict or a :class:`UGTSRConfig`."""
+    return UGTSRNet(get_config(config_or_name))
+
+
+def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+

@@ -1,0 +1,66 @@
+"""The paper's training stages: which model each trains and which parameters it may change.
+
+* ``prior`` -- the HQ VQGAN (scale 1: encoder, codebook, decoder), everything trainable.
+* ``uncertainty`` (stage I, eq. 2) -- FeMaSR's nearest matching and additive skips plus the
+  uncertainty head; the codebook and the decoder half (quant_out, decoder, out_conv) are frozen.
+* ``sr`` (stage II, eq. 3) -- the full preset (Top-k fusion, Align-Attention); codebook, decoder
+  half and the uncertainty head (the stage-I model) are frozen.
+
+FeMaSR keeps ``before_quant`` (our ``quant_in``) trainable in its LQ stage; so do we.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .config import UGTSRConfig
+from .errors import ConfigError
+
+__all__ = ["STAGES", "stage_config", "trainable_prefixes", "set_trainable"]
+
+STAGES = ("prior", "uncertainty", "sr")
+
+_FROZEN_PRIOR = ("codebook.", "quant_out.", "decoder.")
+
+
+def stage_config(config: UGTSRConfig, stage: str) -> UGTSRConfig:
+    """The model a stage trains, derived from a preset (e.g. ``tiny_x4``)."""
+    if stage == "prior":
+        return config if config.is_prior else config.prior_config()
+    if config.is_prior:
+        raise ConfigError(f"stage '{stage}' needs an SR preset (scale 2 or 4), got the prior '{config.name}'")
+    if stage == "uncertainty":
+        return config.replace(matching="nearest", skip_fusion="add", uncertainty_head=True)
+    if stage == "sr":
+        return config
+    raise ConfigError(f"unknown stage '{stage}'; choose one of {', '.join(STAGES)}")
+
+
+def _is_trainable(name: str, stage: str) -> bool:
+    if stage == "prior":
+        return True
+    if name.startswith(_FROZEN_PRIOR):
+        return False
+    if stage == "sr" and name.startswith("uncertainty_head."):
+        return False
+    return True
+
+
+def trainable_prefixes(stage: str) -> str:
+    """Human-readable summary for logs."""
+    return {
+        "prior": "all parameters",
+        "uncertainty": "encoder, quant_in, uncertainty_head (codebook and decoder frozen)",
+        "sr": "encoder, quant_in, matcher, skip_fusion (codebook, decoder, uncertainty head frozen)",
+    }[stage]
+
+
+def set_trainable(model: nn.Module, stage: str) -> list[str]:
+    """Set ``requires_grad`` per the stage; returns the names of the trainable parameters."""
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage '{stage}'; choose one of {', '.join(STAGES)}")
+    names = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(_is_trainable(name, stage))
+        if p.requires_grad:
+            names.append(name)
+    return names
