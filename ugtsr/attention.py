@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ChannelLayerNorm
+from .blocks import ChannelLayerNorm, softmax_fp32
 from .swin import window_merge, window_partition
 
 __all__ = ["MDTA", "GDFN", "RestormerBlock", "AlignAttention", "windowed_cross_attention"]
@@ -39,10 +39,11 @@ class MDTA(nn.Module):
         q = q.reshape(b, self.heads, c // self.heads, h * w)
         k = k.reshape(b, self.heads, c // self.heads, h * w)
         v = v.reshape(b, self.heads, c // self.heads, h * w)
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
-        attn = (q @ k.transpose(-2, -1)) * self.temperature
-        out = attn.softmax(dim=-1) @ v
+        # FP32 island: L2 norms over all pixels overflow FP16 on large images
+        q = F.normalize(q.float(), dim=-1)
+        k = F.normalize(k.float(), dim=-1)
+        attn = (q @ k.transpose(-2, -1)) * self.temperature.float()
+        out = softmax_fp32(attn).to(v.dtype) @ v
         return self.proj(out.reshape(b, c, h, w))
 
 
@@ -94,7 +95,7 @@ def windowed_cross_attention(
 
     qw, kw, vw = split(q), split(k), split(v)
     attn = (qw * hd**-0.5) @ kw.transpose(-2, -1)
-    out = attn.softmax(dim=-1) @ vw  # (B*nW, heads, N, hd)
+    out = softmax_fp32(attn) @ vw  # (B*nW, heads, N, hd)
     out = out.transpose(1, 2).reshape(out.shape[0], window * window, c)
     return window_merge(out, window, b, h, w).permute(0, 3, 1, 2)
 

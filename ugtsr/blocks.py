@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ResBlock", "DownStage", "UpStage", "ChannelLayerNorm", "upsample2x"]
+__all__ = ["ResBlock", "DownStage", "UpStage", "ChannelLayerNorm", "upsample2x", "softmax_fp32"]
+
+def softmax_fp32(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax computed in float32 and returned in the input dtype (an FP32 island in FP16 models;
+    a no-op cast for float32/float64)."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return x.float().softmax(dim=dim).to(x.dtype)
+    return x.softmax(dim=dim)
+
 
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ Layout (F = ``num_feat``; LReLU slope 0.2 after every conv except the last):
 3x3 F->F | ``conv9`` 3x3 F->1 (bias). conv1..conv8 have no bias (spectral norm, legacy
 ``torch.nn.utils.spectral_norm`` hooks, which give the ``weight_orig/_u/_v`` key names).
 """
+
 from __future__ import annotations
 
 import torch

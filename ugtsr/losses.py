@@ -16,6 +16,7 @@ Sources of the conventions the paper leaves open (``shared/reference/method-fact
 * The adversarial term is FeMaSR's hinge GAN (the paper's Eq. 12 writes the log form; FeMaSR,
   whose settings the paper says it follows, trains with hinge).
 """
+
 from __future__ import annotations
 
 import os
@@ -76,7 +77,9 @@ def l1_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(sr, hr)
 
 
-def esu_loss(sr: torch.Tensor, hr: torch.Tensor, s: torch.Tensor, *, s_bound: float | None = None) -> torch.Tensor:
+def esu_loss(
+    sr: torch.Tensor, hr: torch.Tensor, s: torch.Tensor, *, s_bound: float | None = None
+) -> torch.Tensor:
     """Eq. 2 (stage I, estimating sparse uncertainty): ``mean(exp(-s)·|hr - sr| + 2·s)``.
 
     ``s = ln θ`` (log of the Laplace scale) has the shape of ``sr``: one value per pixel and RGB
@@ -108,7 +111,9 @@ def udl_weights(s: torch.Tensor, *, plus_one: bool = True) -> torch.Tensor:
     of ``s``'s shape, ``>= 1`` (or ``>= 0``), without gradient.
     """
     if s.dim() < 3:
-        raise UnsupportedInputError(f"udl_weights: expected (B, C, ...) uncertainty, got shape {tuple(s.shape)}")
+        raise UnsupportedInputError(
+            f"udl_weights: expected (B, C, ...) uncertainty, got shape {tuple(s.shape)}"
+        )
     s = s.detach()
     b, c = s.shape[:2]
     minimum = s.reshape(b, c, -1).amin(dim=-1).reshape(b, c, *([1] * (s.dim() - 2)))

@@ -23,6 +23,7 @@ from torch import nn
 
 from . import codebook as cb
 from .attention import RestormerBlock
+from .blocks import softmax_fp32
 from .config import UGTSRConfig
 
 __all__ = ["Codebook", "MatchResult", "NearestMatcher", "TopKMatcher", "CodeFormerMatcher", "build_matcher"]
@@ -65,9 +66,10 @@ class MatchResult:
 def _quantize(feature: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Nearest codes of a ``(B, d, h, w)`` map -> ``(indices (B,h,w), codes (B,d,h,w))``."""
     b, _, h, w = feature.shape
-    idx = cb.nearest_indices(cb.squared_distances(cb.to_rows(feature), codebook))
+    # FP32 island: distances and argmin stay in float32 even in an FP16 model (near-tie codes).
+    idx = cb.nearest_indices(cb.squared_distances(cb.to_rows(feature).float(), codebook.float()))
     idx = idx.reshape(b, h, w)
-    return idx, cb.codes_from_indices(idx, codebook)
+    return idx, cb.codes_from_indices(idx, codebook).to(feature.dtype)
 
 
 def _st(z: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -111,8 +113,8 @@ class TopKMatcher(nn.Module):
     def forward(self, z: torch.Tensor, codebook: torch.Tensor) -> MatchResult:
         b, d, h, w = z.shape
         rows = cb.to_rows(z)
-        top = cb.topk_indices(cb.squared_distances(rows, codebook), self.k)  # (N, k)  eq. 6
-        cand = cb.lookup(top, codebook)  # (N, k, d)
+        top = cb.topk_indices(cb.squared_distances(rows.float(), codebook.float()), self.k)  # (N, k)  eq. 6
+        cand = cb.lookup(top, codebook).to(z.dtype)  # (N, k, d)
         cand = cand.reshape(b, h, w, self.k, d).permute(0, 3, 4, 1, 2)  # (B, k, d, h, w)
         # The candidates are constants w.r.t. the codebook (frozen in stage II); gradients reach
         # the fusion through the straight-through estimator of the re-quantization.
@@ -143,7 +145,7 @@ class _TransformerLayer(nn.Module):
         q, k = self.qk(y + pos).chunk(2, dim=-1)
         v = self.v(y)
         q, k, v = (t.reshape(b, n, self.heads, hd).transpose(1, 2) for t in (q, k, v))
-        attn = ((q * hd**-0.5) @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, heads, N, N): quadratic
+        attn = softmax_fp32((q * hd**-0.5) @ k.transpose(-2, -1))  # (B, heads, N, N): quadratic
         x = x + self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import softmax_fp32
+
 __all__ = ["WindowAttention", "SwinBlock", "SwinGroup", "SwinStack", "window_partition", "window_merge",
            "relative_position_index", "shifted_window_mask"]
 
@@ -89,7 +91,7 @@ class WindowAttention(nn.Module):
             nw = mask.shape[0]
             attn = attn.reshape(-1, nw, self.heads, n, n) + mask[None, :, None]
             attn = attn.reshape(-1, self.heads, n, n)
-        attn = attn.softmax(dim=-1)
+        attn = softmax_fp32(attn)
         out = (attn @ v).transpose(1, 2).reshape(bw, n, c)
         return self.proj(out)
 

@@ -13,6 +13,7 @@ Layer names follow BasicSR's ``NAMES['vgg19']`` (``conv1_1``, ``relu1_1``, ..., 
 layer can be requested by name: ``conv3_4`` is the pre-activation output of the 8th convolution.
 The ReLUs are *not* in-place, so a requested ``convX_Y`` output stays pre-activation.
 """
+
 from __future__ import annotations
 
 import logging
@@ -46,7 +47,29 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # torchvision cfg "E": an int is a 3x3 conv (+ReLU) with that many output channels, "M" a 2x2 max-pool.
-_CFG_E = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+_CFG_E = (
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    512,
+    "M",
+)
 
 
 def _layer_names() -> tuple[str, ...]:
@@ -96,7 +119,9 @@ class VGG19Features(nn.Module):
         wanted = tuple(layers)
         unknown = [name for name in wanted if name not in _NAME_TO_INDEX]
         if unknown or not wanted:
-            raise ConfigError(f"unknown VGG-19 layer name(s) {unknown or '(none given)'}; valid: {', '.join(VGG19_LAYER_NAMES)}")
+            raise ConfigError(
+                f"unknown VGG-19 layer name(s) {unknown or '(none given)'}; valid: {', '.join(VGG19_LAYER_NAMES)}"
+            )
         last = max(_NAME_TO_INDEX[name] for name in wanted)
         if self.normalize_input:
             x = (x - self.mean) / self.std
@@ -131,11 +156,15 @@ def load_vgg19_weights(path: str | os.PathLike[str] | None = None) -> dict[str, 
     """
     file = Path(path) if path is not None else default_vgg19_weights_path()
     if not file.is_file():
-        raise ConfigError(f"VGG-19 ImageNet weights not found at {file} (no download is attempted); {_how_to_provide(file)}")
+        raise ConfigError(
+            f"VGG-19 ImageNet weights not found at {file} (no download is attempted); {_how_to_provide(file)}"
+        )
     try:
         raw = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt / foreign / pickled-object file: one actionable line
-        raise CheckpointError(f"{file}: cannot read VGG-19 weights ({type(exc).__name__}: {exc})".replace("\n", " ")) from exc
+        raise CheckpointError(
+            f"{file}: cannot read VGG-19 weights ({type(exc).__name__}: {exc})".replace("\n", " ")
+        ) from exc
     if isinstance(raw, Mapping) and isinstance(raw.get("state_dict"), Mapping):
         raw = raw["state_dict"]
     if not isinstance(raw, Mapping):
@@ -146,7 +175,9 @@ def load_vgg19_weights(path: str | os.PathLike[str] | None = None) -> dict[str, 
         value = raw.get(key)
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(ref.shape):
             got = "missing" if value is None else f"shape {tuple(getattr(value, 'shape', ()))}"
-            raise CheckpointError(f"{file}: not a torchvision VGG-19 state dict ({key}: {got}, expected {tuple(ref.shape)})")
+            raise CheckpointError(
+                f"{file}: not a torchvision VGG-19 state dict ({key}: {got}, expected {tuple(ref.shape)})"
+            )
         weights[key] = value.float()
     return weights
 

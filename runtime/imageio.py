@@ -1,0 +1,302 @@
+"""Reading, writing and converting images as OpenCV arrays.
+
+An *image* here is what ``cv2.imread(path, cv2.IMREAD_UNCHANGED)`` returns: gray ``(H, W)`` (or
+``(H, W, 1)``), BGR ``(H, W, 3)`` or BGRA ``(H, W, 4)``, ``uint8`` or ``uint16``.
+
+:func:`read_image` adds what ``cv2.imread`` lacks for a production pipeline: one clear
+:class:`~ugtsr.errors.UnsupportedInputError` naming the file for every bad input (missing, a folder,
+unreadable, empty, not an image, an unsupported format, truncated, corrupt, over the pixel limit,
+float or other pixel types), the pixel limit checked from the header *before* decoding
+(decompression bombs), and EXIF orientation applied (``IMREAD_UNCHANGED`` ignores it for JPEG, PNG
+and WebP; OpenCV applies it itself for TIFF). Messages that libpng/libjpeg print while decoding are
+captured and folded into that one error or one logged warning, not left on stderr.
+
+:func:`write_image` is atomic: it encodes in memory, writes a temporary file in the target folder and
+``os.replace``-s it, so a failure never leaves a partial file.
+
+No Pillow: the header parsers live in :mod:`runtime._formats`.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ugtsr.errors import UGTSRError, UnsupportedInputError, require
+
+from . import _formats
+
+__all__ = [
+    "read_image",
+    "write_image",
+    "write_bytes_atomic",
+    "ImageLayout",
+    "image_to_float",
+    "float_to_image",
+    "DEFAULT_MAX_PIXELS",
+    "MIN_IMAGE_SIDE",
+    "WRITE_FORMATS",
+    "IMAGE_EXTENSIONS",
+]
+
+logger = logging.getLogger(__name__)
+
+#: default pixel limit of :func:`read_image`: 4096 x 4096. An x4 model turns it into 268 M output
+#: pixels (about 3.2 GB as float32 RGB while stitching), so larger inputs need an explicit opt-in.
+DEFAULT_MAX_PIXELS = 4096 * 4096
+#: images with a side below this are refused: a 1-pixel row or column has no spatial context to
+#: super-resolve (and cannot be reflect-padded). Sides from 2 up to the model's ``min_size`` are padded.
+MIN_IMAGE_SIDE = 2
+#: extensions :func:`write_image` understands, mapped to the format it writes
+WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP", ".tif": "TIFF", ".tiff": "TIFF"}
+#: extensions picked up when a folder is given to the CLI
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm", ".pnm")
+
+
+def _cv2():
+    return require("cv2", extra="runtime", purpose="image I/O")
+
+
+@contextlib.contextmanager
+def _captured_native_stderr() -> Iterator[list[str]]:
+    """Collect what C libraries (libpng, libjpeg, OpenCV's logger) write to file descriptor 2.
+
+    Yields a list that holds the captured lines after the block. The redirection is process-wide
+    for the duration of one decode; if fd 2 cannot be duplicated nothing is captured.
+    """
+    lines: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield lines
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+            lines.extend(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _fail(path: Path, problem: str) -> UnsupportedInputError:
+    return UnsupportedInputError(f"{path}: {problem}")
+
+
+def _load_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise _fail(path, "no such file")
+    if path.is_dir():
+        raise _fail(path, "is a folder, not an image file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _fail(path, f"cannot read ({exc.strerror or exc})") from None
+    if not data:
+        raise _fail(path, "empty file (0 bytes)")
+    return data
+
+
+def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as ``cv2.imread(path, cv2.IMREAD_UNCHANGED)`` would, upright and validated.
+
+    Returns gray ``(H, W)``, BGR ``(H, W, 3)`` or BGRA ``(H, W, 4)``, ``uint8`` or ``uint16``, with the
+    EXIF orientation applied. Reads PNG, JPEG, WebP, TIFF, BMP, GIF (first frame) and PNM, judged by
+    content, not extension. ``max_pixels`` (``None`` = no limit) bounds ``width * height``.
+
+    Raises:
+        UnsupportedInputError: one line naming the file and the problem.
+    """
+    path = Path(path)
+    data = _load_bytes(path)
+    fmt = _formats.sniff_format(data)
+    if fmt is None:
+        other = _formats.unsupported_format(data)
+        if other:
+            raise _fail(path, f"unsupported image format {other}; supported: {', '.join(_formats.SUPPORTED_FORMATS)}")
+        raise _fail(path, "not an image file (unrecognised content)")
+    size = _formats.header_size(fmt, data)
+    if size is not None:
+        _check_pixels(path, size[0], size[1], max_pixels)
+    problem = _formats.completeness_problem(fmt, data)
+    if problem:
+        raise _fail(path, f"{fmt} file is {problem}")
+
+    cv2 = _cv2()
+    with _captured_native_stderr() as messages:
+        try:
+            img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        except cv2.error as exc:  # e.g. OpenCV's own pixel limit
+            img = None
+            messages.append(str(exc).strip().splitlines()[-1])
+    detail = f" ({messages[0]})" if messages else ""
+    if img is None:
+        raise _fail(path, f"cannot decode the {fmt} data: corrupt or unsupported variant{detail}")
+    if any("premature end" in m.lower() for m in messages):
+        raise _fail(path, f"{fmt} file is truncated{detail}")
+    if messages:
+        logger.warning("%s: decoder warning: %s", path, "; ".join(messages))
+    _check_pixels(path, img.shape[1], img.shape[0], max_pixels)
+    _check_array(img, where=str(path))
+    orientation = _formats.exif_orientation(fmt, data)
+    if orientation != 1:
+        img = _formats.apply_orientation(img, orientation)
+    return img
+
+
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int | None) -> None:
+    if width < 1 or height < 1:
+        raise _fail(path, f"invalid image size {width}x{height}")
+    if max_pixels is not None and width * height > max_pixels:
+        raise _fail(path, f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
+                          f"{max_pixels:,} (max_pixels)")
+
+
+def _check_array(img: np.ndarray, *, where: str) -> None:
+    """Raise unless ``img`` is an image array this runtime handles."""
+    if not isinstance(img, np.ndarray):
+        raise UnsupportedInputError(f"{where}: expected a numpy array, got {type(img).__name__}")
+    if img.dtype not in (np.uint8, np.uint16):
+        raise UnsupportedInputError(
+            f"{where}: unsupported pixel type {img.dtype} (only 8-bit and 16-bit unsigned integer images "
+            f"are supported)")
+    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+        raise UnsupportedInputError(
+            f"{where}: unsupported image shape {img.shape} (expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4))")
+    h, w = img.shape[:2]
+    if min(h, w) < MIN_IMAGE_SIDE:
+        raise UnsupportedInputError(
+            f"{where}: image is {w}x{h} pixels; both sides must be at least {MIN_IMAGE_SIDE} to upscale")
+
+
+# ---- conversion to and from model space ------------------------------------------------------------
+@dataclass(frozen=True)
+class ImageLayout:
+    """How an input image was laid out, so the output can be given the same layout and dtype."""
+
+    channels: int  # 1 (gray), 3 (BGR) or 4 (BGRA)
+    keepdim: bool  # gray given as (H, W, 1) rather than (H, W)
+    dtype: np.dtype
+
+    @property
+    def max_value(self) -> float:
+        return 65535.0 if self.dtype == np.uint16 else 255.0
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.channels == 4
+
+
+def image_to_float(img: np.ndarray, *, where: str = "image") -> tuple[np.ndarray, np.ndarray | None, ImageLayout]:
+    """Split an OpenCV image into model-space RGB and alpha.
+
+    Returns ``(rgb, alpha, layout)``: ``rgb`` ``(H, W, 3)`` float32 RGB in [0, 1] (gray replicated to
+    three channels, ``uint16`` divided by 65535), ``alpha`` ``(H, W)`` float32 in [0, 1] or ``None``.
+    """
+    _check_array(img, where=where)
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    layout = ImageLayout(channels=channels, keepdim=img.ndim == 3, dtype=img.dtype)
+    scale = np.float32(1.0 / layout.max_value)
+    alpha = None
+    if channels == 1:
+        gray = img.reshape(img.shape[:2]).astype(np.float32) * scale
+        rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    else:
+        rgb = img[:, :, 2::-1].astype(np.float32) * scale  # BGR(A) -> RGB
+        if channels == 4:
+            alpha = img[:, :, 3].astype(np.float32) * scale
+    return np.ascontiguousarray(rgb), alpha, layout
+
+
+def float_to_image(rgb: np.ndarray, alpha: np.ndarray | None, layout: ImageLayout) -> np.ndarray:
+    """Inverse of :func:`image_to_float`: clamp to [0, 1], round and lay out like the input.
+
+    ``rgb`` is ``(H, W, 3)`` float RGB; gray outputs take the luma ``0.299 R + 0.587 G + 0.114 B``
+    (``cv2.COLOR_RGB2GRAY``); ``alpha`` ``(H, W)`` is required when the layout has alpha.
+    """
+    def quantize(x: np.ndarray) -> np.ndarray:
+        return np.rint(np.clip(x, 0.0, 1.0) * layout.max_value).astype(layout.dtype)
+
+    if layout.channels == 1:
+        gray = rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114
+        out = quantize(gray)
+        return out[:, :, None] if layout.keepdim else out
+    bgr = rgb[:, :, ::-1]
+    if layout.channels == 4:
+        if alpha is None:
+            raise UGTSRError("internal error: the alpha channel is missing for a BGRA output")
+        return np.ascontiguousarray(quantize(np.concatenate([bgr, alpha[:, :, None]], axis=2)))
+    return np.ascontiguousarray(quantize(bgr))
+
+
+# ---- writing ----------------------------------------------------------------------------------------
+def write_image(path: str | os.PathLike, img: np.ndarray, *, quality: int = 95, png_compression: int = 3) -> Path:
+    """Write ``img`` (an OpenCV image array) atomically; the format follows the extension.
+
+    PNG and TIFF take ``uint8``/``uint16`` with or without alpha; JPEG takes ``uint8`` gray/BGR only;
+    WebP takes ``uint8`` with or without alpha. ``quality`` (1-100) applies to JPEG and WebP.
+    The parent folder is created. Returns the path written.
+
+    Raises:
+        UnsupportedInputError: unknown extension, or an image the format cannot hold.
+        UGTSRError: the folder cannot be created or the file cannot be written (names the path).
+    """
+    cv2 = _cv2()
+    path = Path(path)
+    ext = path.suffix.lower()
+    fmt = WRITE_FORMATS.get(ext)
+    if fmt is None:
+        raise UnsupportedInputError(f"{path}: cannot write '{ext or path.name}' files; use one of "
+                                    f"{', '.join(sorted(WRITE_FORMATS))}")
+    _check_array(img, where=str(path))
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    if fmt in ("JPEG", "WebP") and img.dtype != np.uint8:
+        raise UnsupportedInputError(f"{path}: {fmt} cannot store {img.dtype} images; use .png or .tif")
+    if fmt == "JPEG" and channels == 4:
+        raise UnsupportedInputError(f"{path}: JPEG cannot store an alpha channel; use .png, .webp or .tif")
+    if not 1 <= quality <= 100:
+        raise UnsupportedInputError(f"quality must be in [1, 100], got {quality}")
+    params: list[int] = []
+    if fmt == "JPEG":
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    elif fmt == "WebP":
+        params = [cv2.IMWRITE_WEBP_QUALITY, int(quality)]
+    elif fmt == "PNG":
+        params = [cv2.IMWRITE_PNG_COMPRESSION, int(png_compression)]
+    ok, encoded = cv2.imencode(ext, img, params)
+    if not ok:
+        raise UGTSRError(f"{path}: OpenCV could not encode the image as {fmt}")
+    write_bytes_atomic(path, encoded.tobytes())
+    return path
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UGTSRError(f"{path}: cannot create the folder {path.parent} ({exc.strerror or exc})") from None
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        # 0o666 & ~umask, like a normally created file (tempfile.mkstemp would give 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UGTSRError(f"{path}: cannot write ({exc.strerror or exc})") from None

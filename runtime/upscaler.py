@@ -1,0 +1,257 @@
+"""``Upscaler``: the production entry point -- OpenCV image in, OpenCV image out.
+
+Pipeline (DESIGN.md): image -> RGB float [0, 1] (+ alpha) -> pad / tile (:func:`runtime.tile_process`)
+-> backend (ONNX Runtime, TensorRT or torch) -> stitch -> clamp -> optional ``outscale`` resize ->
+same layout and dtype as the input.
+
+Choices, following Real-ESRGAN's ``RealESRGANer`` where it has one:
+- gray inputs are replicated to RGB and the output is converted back with the luma weights;
+- 16-bit inputs are divided by 65535 and written back as 16-bit (no 8-bit detour);
+- alpha is upscaled separately with ``cv2.resize(INTER_LINEAR)`` by default (cheap, no model artefacts
+  in a mask); ``alpha_upsampler="model"`` runs it through the model as a gray image instead;
+- ``outscale`` resizes the model output with ``INTER_LANCZOS4`` when enlarging and ``INTER_AREA`` when
+  shrinking (Real-ESRGAN uses LANCZOS4 for both); sizes are ``round(H * outscale)``;
+- ``tile=None`` picks the tile with :func:`runtime.tiling.choose_tile`: no tiling when the whole image
+  fits the memory budget, because UGTSR's GroupNorm / channel attention use whole-image statistics.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ugtsr.errors import UGTSRError, UnsupportedInputError, require
+
+from .backends import Backend, ModelInfo, load_backend
+from .imageio import float_to_image, image_to_float
+from .tiling import BLEND_MODES, available_memory_bytes, choose_tile, tile_process
+
+__all__ = ["Upscaler", "default_model_path", "DEFAULT_MODEL_NAME", "estimate_bytes_per_pixel"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_NAME = "ugtsr_tiny_x4.onnx"
+ALPHA_UPSAMPLERS = ("linear", "model")
+
+
+def default_model_path() -> Path:
+    """Where the shipped default model lives: ``runtime/models/ugtsr_tiny_x4.onnx`` (may not exist)."""
+    return Path(str(resources.files("runtime").joinpath("models", DEFAULT_MODEL_NAME)))
+
+
+def estimate_bytes_per_pixel(info: ModelInfo) -> float:
+    """Heuristic peak memory per *input* pixel, for automatic tiling.
+
+    About six live float tensors of the output-resolution width (``config["channels"][-1]``) per
+    output pixel, i.e. ``scale**2 * width * 4 B * 6`` (24 KiB for FeMaSR x4), halved for fp16; 32 KiB
+    when the model carries no config. Pass ``bytes_per_pixel`` to :class:`Upscaler` to override.
+    """
+    width = 64
+    if info.config and isinstance(info.config.get("channels"), list | tuple) and info.config["channels"]:
+        width = int(info.config["channels"][-1])
+    elif not info.config:
+        return 32 * 1024.0
+    bytes_per_value = 2 if info.precision == "fp16" else 4
+    return float(info.scale**2 * width * bytes_per_value * 6)
+
+
+class Upscaler:
+    """Super-resolve OpenCV images with a UGTSR model.
+
+    Args:
+        model: ``.onnx``, ``.pt``/``.pth`` or ``.plan``/``.engine``; ``None`` = the shipped default model;
+            or an already opened :class:`runtime.backends.Backend`.
+        backend: ``"auto"`` (by extension), ``"onnxruntime"``, ``"torch"`` or ``"tensorrt"``.
+        tile: core tile size in input pixels; ``None`` = automatic (no tiling when it fits), ``0`` = off.
+        tile_pad: context around each tile in input pixels (tiles overlap by at least twice this).
+        batch_size: tiles per backend call.
+        outscale: final scale relative to the input (e.g. ``2`` from an x4 model); ``None`` = the model's.
+        device, providers, fp16, threads, trt_options: see :func:`runtime.backends.load_backend`.
+        blend: tile blending, ``"feather"`` / ``"linear"`` / ``"none"``.
+        alpha_upsampler: ``"linear"`` (cv2.resize) or ``"model"``.
+        memory_fraction: share of the free memory automatic tiling may plan for.
+        bytes_per_pixel: override :func:`estimate_bytes_per_pixel`.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | Backend | None = None,
+        *,
+        backend: str = "auto",
+        tile: int | None = None,
+        tile_pad: int = 32,
+        batch_size: int = 1,
+        outscale: float | None = None,
+        device: str | None = None,
+        providers: str | Sequence[Any] | None = None,
+        fp16: bool = False,
+        threads: int | None = None,
+        trt_options: Mapping[str, Any] | None = None,
+        blend: str = "feather",
+        alpha_upsampler: str = "linear",
+        memory_fraction: float = 0.5,
+        bytes_per_pixel: float | None = None,
+    ) -> None:
+        if tile is not None and tile < 0:
+            raise UnsupportedInputError(f"tile must be >= 0 (0 = no tiling), got {tile}")
+        if tile_pad < 0:
+            raise UnsupportedInputError(f"tile_pad must be >= 0, got {tile_pad}")
+        if batch_size < 1:
+            raise UnsupportedInputError(f"batch_size must be >= 1, got {batch_size}")
+        if outscale is not None and not outscale > 0:
+            raise UnsupportedInputError(f"outscale must be > 0, got {outscale}")
+        if blend not in BLEND_MODES:
+            raise UnsupportedInputError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
+        if alpha_upsampler not in ALPHA_UPSAMPLERS:
+            raise UnsupportedInputError(f"alpha_upsampler must be one of {', '.join(ALPHA_UPSAMPLERS)}")
+        self._cv2 = require("cv2", extra="runtime", purpose="image resizing")
+        if isinstance(model, Backend):
+            self.backend = model
+        else:
+            path = Path(model) if model is not None else default_model_path()
+            if model is None and not path.is_file():
+                raise UGTSRError(
+                    f"no default model is shipped yet ({path} does not exist); pass a model file "
+                    "(Python: Upscaler(model=...), CLI: --model PATH)")
+            self.backend = load_backend(path, backend=backend, device=device, providers=providers, fp16=fp16,
+                                        threads=threads, trt_options=trt_options)
+        self.tile = tile
+        self.tile_pad = int(tile_pad)
+        self.batch_size = int(batch_size)
+        self.outscale = outscale
+        self.blend = blend
+        self.alpha_upsampler = alpha_upsampler
+        self.memory_fraction = float(memory_fraction)
+        self.bytes_per_pixel = bytes_per_pixel or estimate_bytes_per_pixel(self.info)
+
+    # ---- properties and lifetime ----------------------------------------------------------------------
+    @property
+    def info(self) -> ModelInfo:
+        return self.backend.info
+
+    @property
+    def scale(self) -> int:
+        return self.info.scale
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Upscaler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Upscaler({self.info.source!r}, backend={self.backend.name!r}, scale={self.scale})"
+
+    # ---- public API ---------------------------------------------------------------------------------------
+    def tile_for(self, height: int, width: int) -> int:
+        """The tile size used for an ``height x width`` input (0 = whole image)."""
+        if self.tile is not None:
+            return int(self.tile)
+        available = self.backend.memory_available()
+        if available is None:
+            available = available_memory_bytes()
+        if available is not None:
+            available //= self.batch_size
+        max_shape = getattr(self.backend, "max_shape", None)
+        return choose_tile(height, width, bytes_per_pixel_estimate=self.bytes_per_pixel, available_bytes=available,
+                           multiple_of=self.info.multiple_of, tile_pad=self.tile_pad,
+                           memory_fraction=self.memory_fraction,
+                           max_hw=tuple(max_shape[2:]) if max_shape else None)
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(H', W')`` of the output for an ``height x width`` input."""
+        if self.outscale is None:
+            return height * self.scale, width * self.scale
+        return max(1, round(height * self.outscale)), max(1, round(width * self.outscale))
+
+    def upscale(self, image: np.ndarray, *, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Super-resolve an OpenCV image.
+
+        Args:
+            image: gray ``(H, W)`` / ``(H, W, 1)``, BGR ``(H, W, 3)`` or BGRA ``(H, W, 4)``; uint8 or uint16.
+            progress: called as ``progress(done_tiles, total_tiles)``.
+
+        Returns:
+            The same layout and dtype at :meth:`output_size`.
+        """
+        out, _ = self._process(image, uncertainty=False, progress=progress)
+        return out
+
+    def upscale_with_uncertainty(
+        self, image: np.ndarray, *, progress: Callable[[int, int], None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`upscale`, plus the uncertainty map ``(H', W')`` float32.
+
+        The map is the model's ``s = ln theta`` averaged over the three colour channels (larger = less
+        certain), resized like the image when ``outscale`` is set.
+        """
+        if not self.info.has_uncertainty:
+            raise UnsupportedInputError(
+                f"{self.info.source}: this model has no uncertainty output (outputs: {', '.join(self.info.outputs)})")
+        out, unc = self._process(image, uncertainty=True, progress=progress)
+        if unc is None:
+            raise UGTSRError(f"{self.info.source}: the backend returned no uncertainty output")
+        return out, unc
+
+    def run_tensor(
+        self, lq: np.ndarray, *, outputs: Sequence[str] = ("sr",), tile: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Model-space inference: ``(1, 3, H, W)`` float32 RGB in [0, 1] -> ``{"sr": (1, 3, H*s, W*s)}``
+        (not clamped; plus ``"uncertainty"`` when asked for). Pads and tiles like :meth:`upscale`."""
+        wanted = tuple(outputs)
+
+        def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+            result = self.backend.run(batch)
+            return {k: result[k] for k in wanted if k in result}
+
+        h, w = lq.shape[-2:]
+        return tile_process(
+            np.ascontiguousarray(lq, dtype=np.float32), run, scale=self.scale,
+            tile=self.tile_for(h, w) if tile is None else tile, tile_pad=self.tile_pad,
+            multiple_of=self.info.multiple_of, min_size=self.info.min_size, batch_size=self.batch_size,
+            blend=self.blend, progress=progress)  # type: ignore[return-value]
+
+    # ---- internals ----------------------------------------------------------------------------------------
+    def _process(
+        self, image: np.ndarray, *, uncertainty: bool, progress: Callable[[int, int], None] | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        cv2 = self._cv2
+        rgb, alpha, layout = image_to_float(image)
+        h, w = rgb.shape[:2]
+        tile = self.tile_for(h, w)
+        lq = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+        del rgb
+        wanted = ("sr", "uncertainty") if uncertainty else ("sr",)
+        result = self.run_tensor(lq, outputs=wanted, tile=tile, progress=progress)
+        sr = np.ascontiguousarray(result["sr"][0].transpose(1, 2, 0))
+        unc = result["uncertainty"][0].mean(axis=0) if uncertainty and "uncertainty" in result else None
+        del result, lq
+
+        hs, ws = h * self.scale, w * self.scale
+        if alpha is not None:
+            if self.alpha_upsampler == "model":
+                gray = np.repeat(alpha[None, None], 3, axis=1)
+                alpha = self.run_tensor(gray, tile=tile)["sr"][0].mean(axis=0)
+            else:
+                alpha = cv2.resize(alpha, (ws, hs), interpolation=cv2.INTER_LINEAR)
+
+        oh, ow = self.output_size(h, w)
+        if (oh, ow) != (hs, ws):
+            shrinking = oh * ow < hs * ws
+            interp = cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4
+            sr = cv2.resize(sr, (ow, oh), interpolation=interp)
+            if alpha is not None:
+                alpha = cv2.resize(alpha, (ow, oh), interpolation=interp)
+            if unc is not None:
+                unc = cv2.resize(unc, (ow, oh), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        out = float_to_image(sr, alpha, layout)
+        return out, (np.ascontiguousarray(unc, dtype=np.float32) if unc is not None else None)
