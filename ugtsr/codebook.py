@@ -24,6 +24,8 @@ __all__ = [
     "lookup",
     "codes_from_indices",
     "straight_through",
+    "nearest_search",
+    "knn_search",
 ]
 
 
@@ -90,3 +92,17 @@ def straight_through(z: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
     ``z_q`` by float rounding only (<= 1 ulp-scale; golden README section 6 "should pass" rows).
     """
     return z + (z_q - z).detach()
+
+
+def nearest_search(rows: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Nearest code per row ``(N, d)`` -> ``(N,)`` int64 (eq. 4 / eq. 8).
+
+    With :func:`knn_search`, the one seam through which every matcher searches the codebook;
+    ``export.plugin`` swaps both for a fused ``CodebookTopK`` node while exporting.
+    """
+    return nearest_indices(squared_distances(rows, codebook))
+
+
+def knn_search(rows: torch.Tensor, codebook: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` nearest codes per row, nearest first: ``(N, d)`` -> ``(N, k)`` int64 (eq. 6)."""
+    return topk_indices(squared_distances(rows, codebook), k)

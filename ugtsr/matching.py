@@ -67,7 +67,7 @@ def _quantize(feature: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tens
     """Nearest codes of a ``(B, d, h, w)`` map -> ``(indices (B,h,w), codes (B,d,h,w))``."""
     b, _, h, w = feature.shape
     # FP32 island: distances and argmin stay in float32 even in an FP16 model (near-tie codes).
-    idx = cb.nearest_indices(cb.squared_distances(cb.to_rows(feature).float(), codebook.float()))
+    idx = cb.nearest_search(cb.to_rows(feature).float(), codebook.float())
     idx = idx.reshape(b, h, w)
     return idx, cb.codes_from_indices(idx, codebook).to(feature.dtype)
 
@@ -113,7 +113,7 @@ class TopKMatcher(nn.Module):
     def forward(self, z: torch.Tensor, codebook: torch.Tensor) -> MatchResult:
         b, d, h, w = z.shape
         rows = cb.to_rows(z)
-        top = cb.topk_indices(cb.squared_distances(rows.float(), codebook.float()), self.k)  # (N, k)  eq. 6
+        top = cb.knn_search(rows.float(), codebook.float(), self.k)  # (N, k)  eq. 6
         cand = cb.lookup(top, codebook).to(z.dtype)  # (N, k, d)
         cand = cand.reshape(b, h, w, self.k, d).permute(0, 3, 4, 1, 2)  # (B, k, d, h, w)
         # The candidates are constants w.r.t. the codebook (frozen in stage II); gradients reach

@@ -381,7 +381,8 @@ class Trainer:
         o = self.o
         if self.val_set is not None and not (o.val_every and self.step % o.val_every == 0 and self.step_times):
             self._validate(log)
-        digests = [str(d) for d in gather_objects(weights_digest(self.model), self.info)]
+        mine = weights_digest(self.model) + ("/" + weights_digest(self.disc) if self.disc is not None else "")
+        digests = [str(d) for d in gather_objects(mine, self.info)]  # "generator[/discriminator]" per rank
         final = None
         if self.info.is_main:
             if len(set(digests)) > 1:
