@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ugtsr.errors import ExportError, UGTSRError, require
+from ugtsr.fileio import atomic_write_bytes
 
 __all__ = ["ExportOptions", "ExportResult", "export_model", "onnx_from_checkpoint", "main",
            "METADATA_FORMAT", "SUPPORTED_OPSETS"]
@@ -223,22 +224,6 @@ def _check_writable(out: Path) -> None:
         raise ExportError(f"{out}: is a directory")
 
 
-def _atomic_write_bytes(data: bytes, out: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def onnx_from_checkpoint(checkpoint: str | Path, out: str | Path | None = None, *,
                          options: ExportOptions | None = None, model=None) -> ExportResult:
     """Export ``checkpoint`` (a UGTSR checkpoint) to ``out`` (default: next to it, ``.onnx``).
@@ -268,7 +253,7 @@ def onnx_from_checkpoint(checkpoint: str | Path, out: str | Path | None = None, 
     data = proto.SerializeToString()
     if len(data) >= 2**31:
         raise ExportError("the model is over 2 GB; external-data export is not supported by this toolkit")
-    _atomic_write_bytes(data, out_path)
+    atomic_write_bytes(out_path, data)
     meta = {p.key: p.value for p in proto.metadata_props}
     return ExportResult(path=out_path, model_bytes=len(data), outputs=outputs, metadata=meta, report=report,
                         seconds=time.perf_counter() - t0)

@@ -27,12 +27,12 @@ import mmap
 import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ugtsr.errors import EngineBuildError, MissingDependencyError, UGTSRError
+from ugtsr.fileio import atomic_write_bytes
 
 __all__ = [
     "SIDECAR_FORMAT",
@@ -156,24 +156,6 @@ def onnx_fingerprint(onnx_path: str | os.PathLike) -> str:
     if data.is_file():
         digest = hashlib.sha256((digest + sha256_file(data)).encode()).hexdigest()
     return digest
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> None:
-    """Write ``data`` to a temporary file in the same folder, then ``os.replace`` it onto ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_sidecar(engine_path: str | os.PathLike, meta: EngineMeta) -> Path:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ugtsr.errors import UGTSRError, UnsupportedInputError, require
+from ugtsr.fileio import atomic_write_bytes
 
 from . import _formats
 
@@ -289,14 +289,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UGTSRError(f"{path}: cannot create the folder {path.parent} ({exc.strerror or exc})") from None
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        # 0o666 & ~umask, like a normally created file (tempfile.mkstemp would give 0o600)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+        atomic_write_bytes(path, data)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise UGTSRError(f"{path}: cannot write ({exc.strerror or exc})") from None

@@ -12,8 +12,6 @@ Every problem (missing, truncated, corrupt, foreign, unsafe, mismatched) raises
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from torch import nn
 from . import __version__
 from .config import UGTSRConfig
 from .errors import CheckpointError, ConfigError
+from .fileio import atomic_open
 from .model import UGTSRNet
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "atomic_torch_save",
@@ -77,20 +76,8 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     A crash at any point leaves either the old file or the new one, never a partial file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path) as fh:
+        torch.save(obj, fh)
     return path
 
 

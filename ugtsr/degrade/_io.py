@@ -7,13 +7,13 @@ float32 in [0, 1] (uint16 / 65535, not / 255).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UnsupportedInputError
+from ..fileio import atomic_write_bytes
 from ._ops import _cv2
 
 __all__ = [
@@ -113,11 +113,4 @@ def write_png_atomic(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
     if not ok:  # pragma: no cover - PNG encoding of a valid array does not fail
         raise OSError(f"{path}: PNG encoding failed")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buf.tobytes())
