@@ -20,10 +20,12 @@ Two consumers, two forms of the same file:
   graph runs unchanged on any ORT. This is what the export writes.
 * TensorRT: its ONNX parser inlines model-local functions *before* it looks for a plugin
   (onnx-tensorrt ``ModelImporter.cpp``), so with the function present the node never reaches the
-  plugin. :func:`strip_plugin_functions` removes it (and can request the AOT implementation) in the
-  copy that is handed to the parser; then the node resolves to the ``ugtsr::CodebookTopK`` plugin
-  of ``runtime.plugins.codebook_topk`` (by op type + ``plugin_namespace``; TensorRT >= 10.10 also
-  reads the namespace from the domain), which must be imported before parsing.
+  plugin. :func:`strip_plugin_functions` removes it and sets the node attribute ``aot`` (JIT or AOT
+  implementation) in the copy that is handed to the parser; then the node resolves to the
+  ``ugtsr::CodebookTopK`` plugin of ``runtime.plugins.codebook_topk`` (by op type +
+  ``plugin_namespace``; TensorRT >= 10.10 also reads the namespace from the domain), which must be
+  imported before parsing. Parsed *with* the function, TensorRT should build the standard-op body
+  instead (an engine without the plugin; not yet verified on TensorRT).
 """
 from __future__ import annotations
 
@@ -206,13 +208,14 @@ def attach_plugin_functions(proto, config: Any = None) -> None:
 
 
 def strip_plugin_functions(proto, *, aot: bool = False):
-    """Remove the ``CodebookTopK`` fallback function from ``proto`` (in place) and return ``proto``.
+    """Prepare ``proto`` for TensorRT (in place): drop the ``CodebookTopK`` function, pick JIT or AOT.
 
-    Call this on the copy handed to TensorRT's ONNX parser: the parser expands model-local functions
-    before it tries plugins, so with the function present TensorRT would build the standard-op
-    subgraph and never use the plugin. ``aot=True`` also sets the node attribute ``aot=1``, which asks
-    TensorRT (10.9+) for the plugin's ahead-of-time implementation (engine runs without Python).
-    Without the function ONNX Runtime can no longer load the model.
+    TensorRT's ONNX parser expands model-local functions before it tries plugins, so with the
+    function present it would build the standard-op subgraph and never use the plugin. Every
+    ``CodebookTopK`` node also gets the attribute ``aot`` (``1``: the plugin's ahead-of-time Triton
+    kernel embedded in the engine, TensorRT >= 10.9, no Python needed at run time; ``0``: the JIT
+    Python implementation). TensorRT requires that choice when a plugin has both implementations.
+    Returns ``proto``. Without the function ONNX Runtime can no longer load the model.
     """
     require("onnx", extra="export", purpose="preparing the plugin graph for TensorRT")
     from onnx import helper
@@ -220,10 +223,8 @@ def strip_plugin_functions(proto, *, aot: bool = False):
     keep = [f for f in proto.functions if not (f.domain == PLUGIN_DOMAIN and f.name == PLUGIN_OP)]
     del proto.functions[:]
     proto.functions.extend(keep)
-    if aot:
-        for n in plugin_nodes(proto):
-            for a in list(n.attribute):
-                if a.name == "aot":
-                    n.attribute.remove(a)
-            n.attribute.append(helper.make_attribute("aot", 1))
+    for n in plugin_nodes(proto):
+        for a in [a for a in n.attribute if a.name == "aot"]:
+            n.attribute.remove(a)
+        n.attribute.append(helper.make_attribute("aot", int(bool(aot))))
     return proto

@@ -80,8 +80,6 @@ def register() -> bool:
     trt = require("tensorrt", extra="gpu", purpose="the CodebookTopK TensorRT plugin")
     trtp = require("tensorrt.plugin", extra="gpu",
                    purpose=f"Python plugins (TensorRT >= 10.6; this is {getattr(trt, '__version__', '?')})")
-    import typing
-
     import numpy as np
     import numpy.typing as npt
 
@@ -97,14 +95,16 @@ def register() -> bool:
 
     @trtp.impl(PLUGIN_ID)
     def codebook_topk_jit(rows: trtp.Tensor, codebook: trtp.Tensor, codebook_sq: trtp.Tensor,
-                          k: npt.NDArray[np.int32], outputs: typing.Tuple[trtp.Tensor], stream: int) -> None:
+                          k: npt.NDArray[np.int32], outputs: tuple[trtp.Tensor], stream: int) -> None:
         run_codebook_topk(rows, codebook, codebook_sq, int(np.asarray(k).reshape(-1)[0]), outputs[0], stream)
 
     has_aot = hasattr(trtp, "aot_impl")
     if has_aot:
         @trtp.aot_impl(PLUGIN_ID)
         def codebook_topk_aot(rows: trtp.TensorDesc, codebook: trtp.TensorDesc, codebook_sq: trtp.TensorDesc,
-                              k: npt.NDArray[np.int32], outputs: typing.Tuple[trtp.TensorDesc]):
+                              k: npt.NDArray[np.int32], outputs: tuple[trtp.TensorDesc], tactic: int
+                              ) -> tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]:
+            # TensorRT's schema: inputs, attributes, outputs, tactic (required here, one tactic only);
             # returns (kernel name, PTX, launch parameters, extra int32 kernel arguments)
             from ugtsr.kernels.fused_topk import compile_codebook_topk_ptx
 

@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     except UGTSRError as exc:
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; continue from the last checkpoint with: --out {ns.out} --resume auto", file=sys.stderr)
+        return 130
     finally:
         shutdown_distributed()
     if result.final_checkpoint is not None:

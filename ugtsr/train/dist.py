@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import ConfigError
 
-__all__ = ["DistInfo", "init_distributed", "shutdown_distributed", "broadcast_module", "average_gradients",
+__all__ = ["DistInfo", "init_distributed", "resolve_device", "shutdown_distributed", "broadcast_module", "average_gradients",
            "barrier", "weights_digest", "gather_objects"]
 
 
@@ -39,7 +39,8 @@ class DistInfo:
         return self.rank == 0
 
 
-def _resolve_device(device: str, local_rank: int) -> torch.device:
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> CUDA (GPU ``local_rank``) if available, else CPU; ``cuda`` without a GPU is an error."""
     if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device is available to this PyTorch build")
@@ -57,7 +58,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = _resolve_device(device, local_rank)
+    dev = resolve_device(device, local_rank)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         kwargs = {"device_id": dev} if dev.type == "cuda" else {}

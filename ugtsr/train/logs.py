@@ -32,6 +32,12 @@ LOSS_COLUMNS = ("loss", "l1", "esu", "udl", "codebook", "codebook_fused", "vq", 
 LOG_COLUMNS = ("step", "wall_s", *LOSS_COLUMNS, "lr_g", "lr_d", "images_per_s", "val_psnr", "val_ssim")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(path: str | Path, data: Any) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -39,6 +45,7 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2, sort_keys=True, default=str)
             fh.write("\n")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a settings file is for everyone to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -88,6 +95,7 @@ class RunLog:
             w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS, extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, self.csv_path)
 
     def write(self, step: int, values: Mapping[str, float | None]) -> None:

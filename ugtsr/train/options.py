@@ -69,6 +69,9 @@ class TrainOptions:
     seed: int = 0
     threads: int | None = None
     save_every: int = 5000
+    #: stop (and write final.pt) once this many minutes of training have passed; 0 = no limit.
+    #: The step reached is recorded; a run stopped this way is not comparable step-for-step.
+    time_limit: float = 0.0
     val_every: int = 5000
     log_every: int = 100
     tensorboard: bool = True
@@ -169,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, settings.json, TensorBoard)")
     g.add_argument("--val", default=None, help="validation folder: HR images (degraded with a fixed seed) or lq/ + gt/")
     g.add_argument("--iters", type=int, default=d["iters"].default)
+    g.add_argument("--time-limit", type=float, default=0.0, metavar="MINUTES",
+                   help="stop early after this many minutes of training (single process only; 0 = off)")
     g.add_argument("--batch-size", type=int, default=d["batch_size"].default, help="per process (default %(default)s)")
     g.add_argument("--patch-size", type=int, default=d["patch_size"].default, help="HR patch side (default %(default)s)")
     g = p.add_argument_group("losses")

@@ -37,7 +37,7 @@ from torch import nn
 from ..checkpoint import Checkpoint, save_checkpoint
 from ..config import PRESETS
 from ..data import HRPatchDataset, PairedDataset
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..losses import (
     PerceptualLoss,
     codebook_loss,
@@ -50,12 +50,19 @@ from ..losses import (
     vq_prior_loss,
 )
 from ..stages import stage_config, trainable_prefixes
-from .dist import DistInfo, average_gradients, broadcast_module, gather_objects, weights_digest
+from .dist import (
+    DistInfo,
+    average_gradients,
+    broadcast_module,
+    gather_objects,
+    resolve_device,
+    weights_digest,
+)
 from .logs import LOSS_COLUMNS, RunLog, launch_record, write_json_atomic
 from .models import StageModels, build_stage_models, frozen_copy
 from .options import TrainOptions
 from .sampling import StepSampler, batch_stream
-from .state import FINAL, find_resume, load_state, rng_state, save_state, set_rng_state
+from .state import FINAL, LATEST, find_resume, load_state, rng_state, save_state, set_rng_state
 from .validation import ValidationSet
 
 __all__ = ["Trainer", "TrainResult", "train"]
@@ -81,7 +88,8 @@ class Trainer:
 
     def __init__(self, options: TrainOptions, dist_info: DistInfo | None = None) -> None:
         self.o = options
-        self.info = dist_info or DistInfo()
+        # without a DistInfo (programmatic use): one process on the device the options name
+        self.info = dist_info or DistInfo(device=resolve_device(options.device))
         self.device = self.info.device
         if options.threads is not None:
             torch.set_num_threads(options.threads)
@@ -90,6 +98,9 @@ class Trainer:
         self.run_dir = Path(options.out)
 
         resume_path = find_resume(options.resume, self.run_dir)
+        if options.resume is None and (self.run_dir / LATEST).is_file():
+            raise ConfigError(f"{self.run_dir}: holds a run already (latest.pt); continue it with --resume auto "
+                              "or choose another --out")
         resume = load_state(resume_path, stage=options.stage, preset=options.preset, config=self.config) if resume_path else None
         self.resume_path = resume_path
 
@@ -335,6 +346,9 @@ class Trainer:
     def _loop(self, log: RunLog | None) -> None:
         o, main = self.o, self.info.is_main
         self._t_start = time.perf_counter()
+        if o.time_limit and self.info.world_size > 1:
+            logger.warning("--time-limit is ignored with %d processes (ranks could stop at different steps)",
+                           self.info.world_size)
         self.model.train()
         if self.disc is not None:
             self.disc.train()
@@ -350,6 +364,8 @@ class Trainer:
         for batch in stream:
             t0 = time.perf_counter()
             terms = self._train_step(batch)
+            if self.device.type == "cuda":  # step_times are the GPU's, not the launch queue's
+                torch.cuda.synchronize(self.device)
             self.step += 1
             self.step_times.append(time.perf_counter() - t0)
             for k, v in terms.items():
@@ -371,9 +387,13 @@ class Trainer:
                 sums, count, t_window = {}, 0, now
             if main and o.val_every and self.step % o.val_every == 0:
                 self._validate(log)
-            if main and (self.step % o.save_every == 0 or self.step == o.iters):
+            out_of_time = bool(o.time_limit) and self.info.world_size == 1 and (time.perf_counter() - self._t_start) > 60.0 * o.time_limit
+            if main and (self.step % o.save_every == 0 or self.step == o.iters or out_of_time):
                 save_state(self.run_dir, self.model, training_state=self._training_state(),
                            ema=self.ema, **self._metadata())
+            if out_of_time:
+                logger.info("time limit of %.1f min reached at step %d of %d", o.time_limit, self.step, o.iters)
+                break
         if pbar is not None:
             pbar.close()
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One lent-GPU session: train the default model's three stages on the shipped photos, then the
+# matching benchmark on CUDA. Every step is bounded in time and its failure does not stop the rest.
+# Usage (device tool): bash scripts/gpu_session.sh   (OUT must be set; results land in $OUT)
+# Times are minutes of training per stage: PRIOR_MIN, S1_MIN, S2_MIN.
+set -u
+export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
+OUT="${OUT:-./out}"; mkdir -p "$OUT"
+PY=python3
+DEV="${DEV:-cuda}"; WORKERS="${WORKERS:-12}"; BS="${BS:-16}"; PS="${PS:-128}"
+PRIOR_MIN="${PRIOR_MIN:-1.8}"; S1_MIN="${S1_MIN:-0.8}"; S2_MIN="${S2_MIN:-1.2}"
+LOG="$OUT/session.log"
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"; } > "$LOG" 2>&1
+$PY scripts/prepare_photos.py data/photos >> "$LOG" 2>&1
+COMMON=(--preset tiny_x4 --data data/photos/train --iters 1000000 --batch-size "$BS" --patch-size "$PS"
+        --perceptual-weight 0 --gan-weight 0 --device "$DEV" --num-workers "$WORKERS" --seed 0
+        --save-every 1000000 --log-every 50 --quiet --no-tensorboard)
+run_stage() {  # name, minutes, extra args...
+  local name=$1 minutes=$2; shift 2
+  local t0=$(date +%s)
+  timeout $(( ${minutes%.*} * 60 + 120 )) $PY -m ugtsr.train --out "runs/$name" --time-limit "$minutes" "${COMMON[@]}" "$@" >> "$LOG" 2>&1
+  echo "stage $name rc=$? seconds=$(( $(date +%s) - t0 ))" >> "$LOG"
+}
+run_stage prior "$PRIOR_MIN" --stage prior
+run_stage s1 "$S1_MIN" --stage uncertainty --init runs/prior/final.pt
+run_stage s2 "$S2_MIN" --stage sr --init runs/s1/final.pt
+# model-only checkpoints (the discriminator/optimizer state is not needed downstream)
+$PY - >> "$LOG" 2>&1 <<'PYEOF'
+import os
+from ugtsr.checkpoint import load_checkpoint, save_checkpoint
+out = os.environ.get("OUT", "./out")
+for name in ("prior", "s1", "s2"):
+    path = f"runs/{name}/final.pt"
+    if os.path.exists(path):
+        ck = load_checkpoint(path)
+        meta = {k: v for k, v in ck.metadata.items() if isinstance(v, (str, int, float, bool, type(None)))}
+        save_checkpoint(f"{out}/{name}.pt", ck.build_model(), **meta)
+        print("slim", name, os.path.getsize(f"{out}/{name}.pt"))
+PYEOF
+tar czf "$OUT/runs_logs.tgz" runs/*/log.csv runs/*/settings.json runs/*/train.log 2>/dev/null
+# Fig. 8 on the GPU (bounded)
+timeout 45 $PY -m benchmarks.matching --device "$DEV" --out-dir "$OUT" >> "$LOG" 2>&1; echo "matching rc=$?" >> "$LOG"
+tail -n 30 "$LOG"
