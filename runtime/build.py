@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
@@ -198,6 +199,10 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+#: Python module registering the CodebookTopK TensorRT plugin (export --matching plugin graphs)
+PLUGIN_MODULE = "runtime.plugins.codebook_topk"
+
+
 # --------------------------------------------------------------------------------------------------
 def build_engine(
     onnx_path: str | os.PathLike,
@@ -215,8 +220,12 @@ def build_engine(
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     if not onnx_path.is_file():
         raise EngineBuildError(f"{onnx_path}: no such ONNX file")
-    info = model_info_from_metadata(read_onnx_metadata(onnx_path), source=str(onnx_path))
+    raw_meta = read_onnx_metadata(onnx_path)
+    info = model_info_from_metadata(raw_meta, source=str(onnx_path))
     profile = resolve_profile(options, multiple_of=info.multiple_of, min_size=info.min_size)
+    if raw_meta.get("variant") == "plugin" and PLUGIN_MODULE not in options.plugins:
+        # the CodebookTopK node needs its plugin registered before parsing (and before deserializing)
+        options = dataclasses.replace(options, plugins=(*options.plugins, PLUGIN_MODULE))
     trt = require("tensorrt", extra="gpu", purpose="building TensorRT engines")
     major = trt_major(trt)
     if options.weak_fp16 and not hasattr(trt.BuilderFlag, "FP16"):
@@ -241,7 +250,8 @@ def build_engine(
     if gpu is None:
         _log.warning("could not identify GPU %d; the sidecar will not record it", options.device_id)
     t0 = time.perf_counter()
-    plan, strongly_typed, cache_bytes = _build_plan(trt, onnx_path, profile, options, info.precision)
+    plan, strongly_typed, cache_bytes = _build_plan(trt, onnx_path, profile, options, info.precision,
+                                                    plugin_variant=raw_meta.get("variant") == "plugin")
     seconds = time.perf_counter() - t0
 
     meta = EngineMeta(
@@ -269,8 +279,19 @@ def build_engine(
     return BuildResult(meta=meta, built=True, seconds=seconds, trtexec=command, notes=tuple(notes))
 
 
+def _plugin_graph_bytes(onnx_path: Path, trt: Any) -> bytes:
+    """The plugin-variant graph without its fallback function (TensorRT's parser would inline the
+    function instead of calling the plugin); the AOT Triton kernel where TensorRT >= 10.9 has it."""
+    onnx = require("onnx", extra="export", purpose="preparing the plugin graph for TensorRT")
+    from export.plugin import strip_plugin_functions
+
+    version = tuple(int(v) for v in str(trt.__version__).split(".")[:2] if v.isdigit())
+    proto = onnx.load(str(onnx_path))
+    return strip_plugin_functions(proto, aot=version >= (10, 9)).SerializeToString()
+
+
 def _build_plan(trt: Any, onnx_path: Path, profile: ShapeProfile, options: BuildOptions,
-                precision: str) -> tuple[Any, bool, Any]:
+                precision: str, *, plugin_variant: bool = False) -> tuple[Any, bool, Any]:
     """Parse + build; returns ``(serialized plan, strongly_typed, timing cache bytes or None)``."""
     logger = make_trt_logger(trt)
     load_plugins(options.plugins, trt, logger)
@@ -280,7 +301,9 @@ def _build_plan(trt: Any, onnx_path: Path, profile: ShapeProfile, options: Build
     flags, strongly_typed = _network_flags(trt, weak_fp16=options.weak_fp16)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    parsed = (parser.parse(_plugin_graph_bytes(onnx_path, trt), str(onnx_path)) if plugin_variant
+              else parser.parse_from_file(str(onnx_path)))
+    if not parsed:
         errors = [_one_line(str(parser.get_error(i))) for i in range(parser.num_errors)]
         detail = " | ".join(errors) if errors else logger.last_error()
         raise EngineBuildError(
