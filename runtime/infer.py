@@ -5,7 +5,7 @@ files skipped) and glob patterns (expanded here, so quoted patterns such as ``'p
 Each output is ``OUT_DIR/<stem><suffix>.<ext>``; ``--ext auto`` keeps the input's format where it can
 hold the result (BMP/GIF/PNM inputs, and alpha or 16-bit images that JPEG/WebP cannot store, are written
 as PNG). ``--save-uncertainty`` also writes ``<stem><suffix>_uncertainty.png``: the model's per-pixel
-``s = ln theta`` (mean over RGB) min-max normalised per image and coloured with ``COLORMAP_INFERNO``
+``s = ln theta`` (mean over RGB) normalised per image between its 1st and 99th percentiles and coloured with ``COLORMAP_INFERNO``
 (bright = less certain; the colours are not comparable across images).
 
 Rules: an input file is never overwritten (even with ``--overwrite``); an existing output is skipped
@@ -65,7 +65,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha-upsampler", default="linear", choices=("linear", "model"),
                    help="how to upscale an alpha channel (default linear)")
     p.add_argument("--save-uncertainty", action="store_true",
-                   help="also write <stem><suffix>_uncertainty.png (per-image min-max normalised heat map)")
+                   help="also write <stem><suffix>_uncertainty.png (heat map, per-image 1st-99th percentile range)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs (inputs are never replaced)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"refuse inputs with more pixels (default {DEFAULT_MAX_PIXELS}; 0 = no limit)")
@@ -138,11 +138,15 @@ def output_path(src: Path, out_dir: Path, *, ext: str, suffix: str, image: np.nd
 
 
 def uncertainty_heatmap(unc: np.ndarray) -> np.ndarray:
-    """``(H, W)`` float uncertainty -> ``(H, W, 3)`` uint8 BGR heat map (per-image min-max, INFERNO)."""
+    """``(H, W)`` float uncertainty -> ``(H, W, 3)`` uint8 BGR heat map (INFERNO; bright = uncertain).
+
+    Normalised per image between its 1st and 99th percentiles: a few extreme pixels (image borders,
+    saturated highlights) would otherwise compress everything else into one colour.
+    """
     cv2 = require("cv2", extra="runtime", purpose="heat maps")
     unc = np.nan_to_num(unc.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    lo, hi = float(unc.min()), float(unc.max())
-    norm = (unc - lo) / (hi - lo) if hi > lo else np.zeros_like(unc)
+    lo, hi = (float(v) for v in np.percentile(unc, [1.0, 99.0]))
+    norm = np.clip((unc - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(unc)
     return cv2.applyColorMap(np.rint(norm * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
 
 

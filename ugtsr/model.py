@@ -135,9 +135,15 @@ class Decoder(nn.Module):
 class UncertaintyHead(nn.Module):
     """Predicts s = ln(theta) per pixel and channel from the last decoder feature (eq. 2).
 
-    Conv3x3-SiLU-Conv3x3-SiLU-Conv3x3(->3)-ELU; the final ELU bounds s > -1 as in UDL's released
-    code (Ning et al. 2021), which keeps exp(-s) < e and the ESU loss stable.
+    Conv3x3-SiLU-Conv3x3-SiLU-Conv3x3(->3), then ``s = B tanh(x / B)`` with ``B = 10``: a smooth
+    bound that keeps ``exp(-s)`` finite in the ESU loss without a dead gradient. UDL's released code
+    ends in an ELU instead (s > -1), but it works on a 0..255 scale; on our [0, 1] images the ESU
+    optimum ``s = ln(|error| / 2)`` lies around -3 to -6, below that floor, and an ELU head
+    saturates at -1 everywhere (a flat map).
     """
+
+    bound = 10.0
+
 
     def __init__(self, channels: int, hidden: int) -> None:
         super().__init__()
@@ -148,7 +154,7 @@ class UncertaintyHead(nn.Module):
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         x = F.silu(self.conv1(feat))
         x = F.silu(self.conv2(x))
-        return F.elu(self.conv3(x))
+        return self.bound * torch.tanh(self.conv3(x) / self.bound)
 
 
 class UGTSRNet(nn.Module):

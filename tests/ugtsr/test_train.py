@@ -294,10 +294,16 @@ def test_small_and_unreadable_images_are_skipped_and_counted(photos, tmp_path, c
 def test_wrong_checkpoints_for_init_are_named(photos, chain, tmp_path, capsys):
     common = ["--data", photos, "--out", tmp_path / "r", "--iters", "1"]
     s1 = chain["uncertainty"] / "final.pt"
-    # stage I given a stage-I (SR) checkpoint where the HQ prior belongs
-    assert _run("--stage", "uncertainty", "--init", s1, *common) == 2
+    # stage I given a stage-I checkpoint of another scale (a same-preset one continues stage I)
+    x2s1 = tmp_path / "x2_s1.pt"
+    save_checkpoint(x2s1, build_model(stage_config(PRESETS["tiny_x2"], "uncertainty")), stage="uncertainty",
+                    prior_checkpoint=str(chain["prior"] / "final.pt"))
+    assert _run("--stage", "uncertainty", "--init", x2s1, *common) == 2
     line = _error_line(capsys)
-    assert str(s1) in line and "HQ prior" in line
+    assert str(x2s1) in line and "scale 2 (expected 4)" in line
+    # stage I continued from a same-preset stage-I checkpoint: accepted, GT prior from its metadata
+    ok = ["--data", photos, "--out", tmp_path / "continued", "--iters", "1"]
+    assert _run("--stage", "uncertainty", "--init", s1, *ok) == 0
     # a prior of other widths
     narrow = stage_config(PRESETS["tiny_x4"], "prior").replace(channels=(32, 32, 32, 32))
     other = tmp_path / "narrow_prior.pt"

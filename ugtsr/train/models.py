@@ -134,6 +134,9 @@ def _copy_prior_half(model: UGTSRNet, prior: UGTSRNet) -> int:
 def _uncertainty_models(options: Any, preset: UGTSRConfig, resume_meta: dict, load_init: bool) -> StageModels:
     model = build_model(stage_config(preset, "uncertainty"))
     notes: list[str] = []
+    continued = _continued_stage1(options, preset, resume_meta, load_init, model)
+    if continued is not None:
+        return continued
     prior_path = options.prior or options.init or options.init_femasr or resume_meta.get("prior_checkpoint")
     if prior_path is None:
         raise CheckpointError("--stage uncertainty needs the HQ prior: pass --init PRIOR_CKPT (from --stage prior) "
@@ -155,6 +158,34 @@ def _uncertainty_models(options: Any, preset: UGTSRConfig, resume_meta: dict, lo
             logger.warning("the GT-code prior %s has another codebook than the model's init; the codebook loss "
                            "then pulls towards codes the decoder does not use", prior_path)
     return StageModels(model=model, prior=prior, prior_source=_abs(prior_path), init_source=init_source and _abs(init_source),
+                       notes=notes + [f"GT codes from the {fmt} prior {prior_path}"])
+
+
+def _continued_stage1(options: Any, preset: UGTSRConfig, resume_meta: dict, load_init: bool,
+                      model: UGTSRNet) -> StageModels | None:
+    """Stage I from a stage-I or stage-II checkpoint of the same preset (``--init``): continue or
+    re-estimate the uncertainty head on an already trained encoder. The GT-code prior comes from
+    ``--prior`` or the checkpoint's ``prior_checkpoint``. None when ``--init`` is a prior."""
+    if not options.init:
+        return None
+    try:
+        ckpt = load_checkpoint(options.init)
+    except CheckpointError:
+        return None  # a FeMaSR file or an unreadable one: the prior path reports it
+    if ckpt.config.is_prior:
+        return None
+    _check_shared(ckpt, preset, "--init")
+    prior_path = options.prior or resume_meta.get("prior_checkpoint") or ckpt.metadata.get("prior_checkpoint")
+    if prior_path is None:
+        raise CheckpointError(f"{options.init}: records no prior_checkpoint; pass the HQ prior with --prior")
+    prior, fmt = load_prior(prior_path, preset, flag="--prior")
+    notes = []
+    if load_init:
+        fresh = _load_matching(model, ckpt.state_dict)
+        notes.append(f"stage I continued from {options.init} ({_describe(ckpt)}); newly initialised: {_summarise(fresh)}")
+    if not torch.equal(model.codebook.embedding, prior.codebook.embedding):
+        raise CheckpointError(f"{prior_path}: has another codebook than {options.init}; pass the prior it was trained with")
+    return StageModels(model=model, prior=prior, prior_source=_abs(prior_path), init_source=_abs(options.init),
                        notes=notes + [f"GT codes from the {fmt} prior {prior_path}"])
 
 
@@ -210,6 +241,12 @@ def _sr_models(options: Any, preset: UGTSRConfig, resume_meta: dict, load_init: 
         raise CheckpointError(f"{unc_path}: is {_describe(unc_ckpt)}; {unc_flag} must be the stage-I model "
                               "(--stage uncertainty, with the uncertainty head); give it with --uncertainty-ckpt")
     uncertainty = _freeze(unc_ckpt.build_model())
+    if load_init and model.uncertainty_head is not None:
+        # The SR model's (frozen) head is the stage-I model's head, whatever --init was, so the
+        # confidence map of the result is the one stage I learned.
+        model.uncertainty_head.load_state_dict(uncertainty.uncertainty_head.state_dict())
+        if unc_ckpt is not init:
+            notes.append(f"uncertainty head from the stage-I model {unc_path}")
     # the HQ prior that gives the GT codes
     prior_path = (options.prior or resume_meta.get("prior_checkpoint") or unc_ckpt.metadata.get("prior_checkpoint")
                   or (init.metadata.get("prior_checkpoint") if init is not None else None))
