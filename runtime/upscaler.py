@@ -47,9 +47,11 @@ def default_model_path() -> Path:
 def estimate_bytes_per_pixel(info: ModelInfo) -> float:
     """Heuristic peak memory per *input* pixel, for automatic tiling.
 
-    About six live float tensors of the output-resolution width (``config["channels"][-1]``) per
-    output pixel, i.e. ``scale**2 * width * 4 B * 6`` (24 KiB for FeMaSR x4), halved for fp16; 32 KiB
-    when the model carries no config. Pass ``bytes_per_pixel`` to :class:`Upscaler` to override.
+    About seven live float tensors of the output-resolution width (``config["channels"][-1]``) per
+    output pixel, i.e. ``scale**2 * width * 4 B * 7`` (28 KiB for FeMaSR x4, 14 KiB for tiny_x4:
+    ONNX Runtime on CPU measured 13.4 KiB per input pixel for tiny_x4 on a 512x512 image,
+    ``benchmarks/results/latency_tiny_x4_peakmem_512.json``), halved for fp16; 32 KiB when the model
+    carries no config. Pass ``bytes_per_pixel`` to :class:`Upscaler` to override.
     """
     width = 64
     if info.config and isinstance(info.config.get("channels"), list | tuple) and info.config["channels"]:
@@ -57,7 +59,7 @@ def estimate_bytes_per_pixel(info: ModelInfo) -> float:
     elif not info.config:
         return 32 * 1024.0
     bytes_per_value = 2 if info.precision == "fp16" else 4
-    return float(info.scale**2 * width * bytes_per_value * 6)
+    return float(info.scale**2 * width * bytes_per_value * 7)
 
 
 class Upscaler:
