@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, choices=SCALES, default=4)
     p.add_argument("--pipeline", choices=sorted(PIPELINES), default="bsrgan")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--draws", type=int, default=1,
+                   help="degradation draws per image: seeds --seed .. --seed+N-1 (default 1); more draws "
+                        "average over how strong the random degradation happens to be")
     p.add_argument("--crop", type=int, default=None, metavar="N",
                    help="centre-crop each HR to at most NxN first (speed); default: whole image")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images")
@@ -161,18 +164,19 @@ def _evaluate(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict
     rows: list[dict[str, Any]] = []
     skipped = []
     try:
-        for path in files:
+        for path, seed in ((f, args.seed + d) for f in files for d in range(args.draws)):
             rel = path.relative_to(data).as_posix()
+            label = rel if args.draws == 1 else f"{rel}#seed{seed}"
             try:
-                lr, hr = degraded_pair(path, rel, scale=args.scale, pipeline=args.pipeline, seed=args.seed,
+                lr, hr = degraded_pair(path, rel, scale=args.scale, pipeline=args.pipeline, seed=seed,
                                        crop=args.crop)
             except UGTSRError as exc:
                 print(f"{path}: skipped: {exc}", file=sys.stderr)
-                skipped.append({"image": rel, "reason": str(exc)})
+                skipped.append({"image": label, "reason": str(exc)})
                 continue
             size = f"{hr.shape[0]}x{hr.shape[1]}"
             if not args.no_niqe:
-                rows.append({"image": rel, "method": _HR_ROW, "hr_size": size,
+                rows.append({"image": label, "method": _HR_ROW, "hr_size": size,
                              **_metrics(None, hr, args.scale, True), "seconds": None})
             for name, _, fn, _ in methods:
                 t0 = time.perf_counter()
@@ -180,7 +184,7 @@ def _evaluate(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict
                 seconds = time.perf_counter() - t0
                 if out.shape[:2] != hr.shape[:2]:
                     raise UGTSRError(f"{rel}: {name} returned {out.shape[:2]}, expected {hr.shape[:2]}")
-                rows.append({"image": rel, "method": name, "hr_size": size,
+                rows.append({"image": label, "method": name, "hr_size": size,
                              **_metrics(_bgr8_to_rgb(out), hr, args.scale, not args.no_niqe),
                              "seconds": round(seconds, 4)})
     finally:
@@ -198,8 +202,13 @@ def _evaluate(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict
             vals = [r[key] for r in sel if r[key] is not None]
             entry[key] = C.finite_or_none(statistics.fmean(vals), 5) if vals else None
         means.append(entry)
-    extra = {"methods": info, "images": len(files), "evaluated": len(files) - len(skipped), "skipped": skipped}
+    extra = {"methods": info, "images": len(files), "draws": args.draws,
+             "evaluated": len(files) * args.draws - len(skipped), "skipped": skipped}
     return rows, means, extra
+
+
+def _seeds(args: argparse.Namespace) -> str:
+    return f"seed {args.seed}" if args.draws == 1 else f"seeds {args.seed}-{args.seed + args.draws - 1}"
 
 
 def _markdown(args: argparse.Namespace, means: list[dict[str, Any]], extra: dict[str, Any], command: str) -> str:
@@ -208,7 +217,7 @@ def _markdown(args: argparse.Namespace, means: list[dict[str, Any]], extra: dict
         cols.append(("niqe", "NIQE ↓"))
     table = C.markdown_table(means, cols, {"psnr_y": ".2f", "ssim_y": ".4f", "niqe": ".3f"})
     return (f"Quality on `{Path(args.data).name}` ({extra['evaluated']} images), x{args.scale}, "
-            f"`{args.pipeline}` degradation (seed {args.seed}, per-image generator), LR rounded to 8 bits. "
+            f"`{args.pipeline}` degradation ({_seeds(args)}, per-image generator), LR rounded to 8 bits. "
             f"PSNR-Y / SSIM-Y on BT.601 Y with {args.scale} border pixels cropped (BasicSR convention); "
             f"NIQE on the output (lower is better). Models run whole-image through `runtime.Upscaler`.\n\n"
             f"{table}\n\n<sub>`{command}` — {C.utc_now()}</sub>\n")
@@ -228,6 +237,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     header = C.record_header("quality", "benchmarks.quality", argv)
     record = {**header,
               "settings": {"data": str(args.data), "scale": args.scale, "pipeline": args.pipeline, "seed": args.seed,
+                           "draws": args.draws,
                            "crop": args.crop, "limit": args.limit, "tile": 0, "niqe": not args.no_niqe},
               **extra, "mean": means, "per_image": rows,
               "notes": ["PSNR-Y/SSIM-Y: BT.601 Y, crop_border = scale (BasicSR); NIQE: BasicSR pristine params",
@@ -240,7 +250,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if not args.no_niqe:
         cols.append(("niqe", "NIQE"))
     cols.append(("seconds", "s/img"))
-    print(f"Quality ({args.pipeline} x{args.scale}, seed {args.seed}, {extra['evaluated']} images; "
+    print(f"Quality ({args.pipeline} x{args.scale}, {_seeds(args)}, {extra['evaluated']} degraded images; "
           f"PSNR-Y/SSIM-Y crop {args.scale})")
     print(C.format_table(means, cols, {"psnr_y": ".3f", "ssim_y": ".4f", "niqe": ".3f", "seconds": ".3f"}))
     print(f"wrote {paths['json']} and {paths['md']}")
