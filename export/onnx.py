@@ -96,8 +96,9 @@ class _ExportWrapper:
                 self.net = net
 
             def forward(self, lq):
-                x = lq.half() if fp16 else lq
-                out = self.net.forward_unpadded(x)
+                # FP16 models keep a float32 encoder (export.fp16), so the input stays float32:
+                # rounding the image itself to FP16 already flips near-tie codes.
+                out = self.net.forward_unpadded(lq)
                 # indices always leave the graph during verification; pruned afterwards if unwanted
                 res = [out.sr.float(), out.indices]
                 if "uncertainty" in outputs:

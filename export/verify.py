@@ -103,7 +103,7 @@ def verify_onnx(model_bytes: bytes, model, *, options) -> dict[str, Any]:
 
         def runner(x: np.ndarray) -> dict[str, np.ndarray]:
             with torch.no_grad():
-                o = half.forward_unpadded(torch.from_numpy(x).half())
+                o = half.forward_unpadded(torch.from_numpy(x))
             res = {"sr": o.sr.float().numpy(), "indices": o.indices.numpy()}
             if o.uncertainty is not None:
                 res["uncertainty"] = o.uncertainty.float().numpy()

@@ -101,6 +101,15 @@ def test_ugtsr_x4_fp32_parity(tmp_path):
     assert any(c["shape"][0] == 2 for c in res.report["cases"])
 
 
+@pytest.mark.slow
+def test_ugtsr_x4_fp16_psnr(tmp_path):
+    """FP16 with the float32 encoder/matcher islands: no flipped codes, >= 40 dB (here ~65 dB)."""
+    res = onnx_from_checkpoint(tmp_path / "x.pt", tmp_path / "ugtsr_x4_fp16.onnx", model=ugtsr_x4_model(),
+                               options=ExportOptions(precision="fp16"))
+    assert res.report["passed"], res.report["failure"]
+    assert all(c["psnr_db"] >= 40 and c["index_agreement"] >= 0.999 for c in res.report["cases"])
+
+
 def test_check_flags_planted_unsupported_op(tiny_export, tmp_path, capsys):
     proto = onnx.load(str(tiny_export.path))
     assert check_model(proto).ok
