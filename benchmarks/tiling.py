@@ -2,7 +2,8 @@
 
     python -m benchmarks.tiling --model runtime/models/ugtsr_tiny_x4.onnx --data data/photos/val
 
-GroupNorm and MDTA use whole-image statistics and codebook matching is a hard argmin, so a tile
+``--as-is`` feeds the photos themselves (hundreds of pixels a side) so that tiles are much smaller
+than the image. GroupNorm and MDTA use whole-image statistics and codebook matching is a hard argmin, so a tile
 does not see what the whole image sees and the outputs differ. For every photo the LR input (the
 seeded BSRGAN degradation used by ``benchmarks.quality``) is upscaled once whole (``tile=0``) and
 once per tiling setting; PSNR is computed between the two uint8 outputs (RGB, no crop), together
@@ -55,18 +56,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pads", nargs="+", type=int, default=[16, 32, 64], help="tile_pad values")
     p.add_argument("--blend", default="feather", choices=("feather", "linear", "none"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--as-is", action="store_true",
+                   help="use each photo itself as the model input (large natural inputs), not its degraded LR")
     p.add_argument("--tag", default="default")
     p.add_argument("--out-dir", default=None)
     args = p.parse_args(argv)
 
     from runtime import Upscaler
 
-    photos = sorted(q for q in args.data.iterdir() if q.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    photos = sorted(q for q in args.data.rglob("*") if q.suffix.lower() in (".png", ".jpg", ".jpeg"))
     rows: list[dict[str, Any]] = []
     with Upscaler(args.model, tile=0) as whole:
         scale = whole.info.scale
         for i, photo in enumerate(photos):
-            lr = _lr_of(photo, args.seed + i, scale)
+            if args.as_is:
+                import cv2
+
+                lr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+            else:
+                lr = _lr_of(photo, args.seed + i, scale)
             ref = whole.upscale(lr)
             h, w = lr.shape[:2]
             auto_tile = whole.tile_for(h, w)

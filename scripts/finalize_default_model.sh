@@ -4,7 +4,7 @@
 # latency, the before/after figure. Run from the repository root after the training scripts.
 set -euo pipefail
 . .venv/bin/activate
-CKPT=${CKPT:-runs/cpu_s2/final.pt}
+CKPT=${CKPT:-runs/cpu_s2/swa.pt}
 M=runtime/models
 python - "$CKPT" "$M/ugtsr_tiny_x4.pt" <<'PY'
 import sys
@@ -23,4 +23,5 @@ done
 python -m benchmarks.accuracy --prior runs/gpu/prior.pt --model runs/cpu_s1/final.pt --name "stage I (nearest)" \
     --model "$CKPT" --name "stage II (top-3 + fusion)" --data data/photos/val --seed 0 --threads 2 --tag default_model
 python -m benchmarks.tiling --data data/photos/val --tiles 64 128 --pads 16 32 64 --tag default_model
-python scripts/make_figure.py --hr data/photos/val/chelsea.png --crop 120,40,160 --out docs/before_after.png
+python scripts/make_figure.py --hr data/photos/val/chelsea.png --crop 100,20,240 --zoom 1 --seed 1 --out docs/before_after.png
+python -m benchmarks.tiling --data data/photos/val --as-is --tiles 128 256 --pads 32 64 --tag default_model_photos

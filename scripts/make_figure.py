@@ -9,6 +9,11 @@ neighbour so pixels stay visible.
 """
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
 import argparse
 from pathlib import Path
 

@@ -10,6 +10,11 @@ for training)::
 """
 from __future__ import annotations
 
+import sys as _sys
+from pathlib import Path as _Path
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
 import argparse
 import importlib
 import shutil
