@@ -2,7 +2,7 @@
 
 No torch import here: the runtime reads configs out of ONNX metadata without torch installed.
 
-Geometry (FeMaSR, ``shared/reference/femasr-facts.md`` section 4): the code map ("latent") sits at
+Geometry (FeMaSR, ``basicsr/archs/femasr_arch.py`` of chaofengc/FeMaSR @ 1ca4295): the code map ("latent") sits at
 1/8 of the output resolution. ``channels[l]`` is the width at ``latent x 2**l``. The LQ encoder
 starts at ``latent x 8/scale`` (``log2(8/scale)`` stride-2 stages), runs Swin layers at the latent
 scale and two x2 up-stages that provide the skip features at ``latent x 2`` and ``latent x 4``.

@@ -6,7 +6,7 @@ High-Resolution Priors", ACM MM 2022; github.com/chaofengc/FeMaSR). Its released
 for NON-COMMERCIAL use only (CC BY-NC-SA 4.0, as stated by the FeMaSR repository); a model built
 from them inherits that restriction. This module ships no weights and downloads nothing.
 
-Key layout facts: ``shared/reference/femasr-facts.md`` sections 2, 4 and 8. FeMaSR's names are
+Key layout facts: FeMaSR's ``femasr_arch.py`` / ``fema_utils.py`` / ``network_swinir.py`` @ 1ca4295 and spandrel's FeMaSR loader. FeMaSR's names are
 mapped onto this package's own module names by :func:`femasr_key_to_ugtsr`; every key must map and
 every parameter of the target model must be filled (strict), with shapes checked.
 """

@@ -5,7 +5,7 @@ uses the *mean* reduction over all elements (UDL and FeMaSR both average over B*
 *weights* of the total objective (Eqs. 14/15: ``L_codebook + L_1 + L_per + λ_adv L_adv + L_ESU|UDL``)
 are applied by the trainer; only the constants it needs live here (:data:`ADV_WEIGHT`).
 
-Sources of the conventions the paper leaves open (``shared/reference/method-facts.md`` §2,
+Sources of the conventions the paper leaves open (UDL's released code, QianNing0/UDL,
 ``femasr-facts.md`` §3/§5):
 
 * ESU / UDL follow the released UDL code (QianNing0/UDL): ``s = ln θ`` per pixel *and* channel;

@@ -4,7 +4,7 @@ Inputs are numpy ``(H, W, 3)`` float RGB arrays in [0, 1] (``(H, W)`` grey also 
 colour conversion is needed). Internally every value is scaled to the 0..255 range that BasicSR's
 metrics see on uint8 images and computed in float64; the images are *not* re-quantised, so images
 read from 8-bit files give exactly BasicSR's numbers, while raw network outputs give the
-un-rounded value. Conventions (``shared/reference/method-facts.md`` §5):
+un-rounded value. Conventions (BasicSR's ``basicsr/metrics``):
 
 * ``y_channel=True`` (default) measures on BT.601 luma ``Y = 16 + 65.481 R + 128.553 G + 24.966 B``
   (MATLAB ``rgb2ycbcr``; Y in [16, 235]). Our arrays are **RGB**; BasicSR's numpy path expects BGR.

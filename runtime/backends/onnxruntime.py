@@ -6,7 +6,7 @@ string. A shortcut gets sensible options: CUDA and TensorRT use ``device_id``; T
 its engine and timing caches in ``<model stem>.ort_trt_cache/`` next to the model (building an
 engine takes minutes; the cache makes it once per GPU and shape profile) and takes ``trt_options``
 (``trt_fp16_enable``, ``trt_profile_min_shapes`` / ``_opt_`` / ``_max_`` as ``"lq:1x3x64x64"`` or
-an ``(N, C, H, W)`` tuple, ...; the names in ``shared/reference/deploy-facts.md`` section 5).
+an ``(N, C, H, W)`` tuple, ...; the option names of ONNX Runtime's TensorRT execution provider).
 "tensorrt" is followed by CUDA so nodes TensorRT rejects run on the GPU. A provider missing from
 this onnxruntime build is dropped with a logged warning, and CPU is always the last fallback.
 """

@@ -6,7 +6,7 @@ touches the global ``random`` / ``np.random`` state, so a seeded generator gives
 
 cv2 (``opencv-python-headless``, extra ``train``) is imported on first use, so ``import ugtsr.degrade``
 works on a minimal install. Parameter ranges are *not* chosen here: the pipeline modules draw them
-(``shared/reference/method-facts.md`` section 1) and pass them in.
+(the BSRGAN / Real-ESRGAN sources cited in ``bsrgan.py`` / ``realesrgan.py``) and pass them in.
 
 Border handling: BSRGAN blurs with ``scipy.ndimage.convolve(mode='mirror')`` and Real-ESRGAN with
 torch ``F.pad(mode='reflect')``; both reflect about the edge pixel *without* repeating it

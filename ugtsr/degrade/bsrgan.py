@@ -1,7 +1,7 @@
 """BSRGAN degradation models (Zhang et al., "Designing a Practical Degradation Model for Deep Blind Image
 Super-Resolution", ICCV 2021, https://arxiv.org/abs/2103.14006), as FeMaSR uses them.
 
-Re-implemented from the facts in ``shared/reference/method-facts.md`` section 1a / 1a' (read from
+Re-implemented from BSRGAN's ``utils/utils_blindsr.py`` (read from
 cszn/BSRGAN ``utils/utils_blindsr.py`` and FeMaSR's copy ``basicsr/data/bsrgan_util.py``), with the
 parameter ranges unchanged. Differences from the reference code, all deliberate:
 

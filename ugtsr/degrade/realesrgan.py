@@ -1,7 +1,7 @@
 """Real-ESRGAN's second-order degradation (Wang et al., "Real-ESRGAN: Training Real-World Blind
 Super-Resolution with Pure Synthetic Data", ICCVW 2021, https://arxiv.org/abs/2107.10833).
 
-Re-implemented per image in numpy / cv2 from ``shared/reference/method-facts.md`` section 1b (read from
+Re-implemented per image in numpy / cv2 from Real-ESRGAN's x4plus training options and BasicSR's ``degradations.py`` (read from
 Real-ESRGAN ``options/train_realesrgan_x4plus.yml``, ``realesrgan/data/realesrgan_dataset.py``,
 ``realesrgan/models/realesrgan_model.py`` and BasicSR ``basicsr/data/degradations.py``). The reference
 runs the pipeline batched on the GPU in torch; the per-image CPU port differs in these documented ways:
