@@ -1,7 +1,7 @@
 """Padding an NCHW batch to what a model accepts, and cropping its output back (pure numpy).
 
 The exported graphs accept only ``H`` and ``W`` that are multiples of ``multiple_of`` and at least
-``min_size`` (``notes/INTERFACES.md``). The runtime pads at the bottom and right so that the top-left
+``min_size`` (``docs/INTERFACES.md``). The runtime pads at the bottom and right so that the top-left
 pixel grid of the image coincides with the model's grid, and crops the (scaled) output back.
 Reflect padding is used because it keeps local statistics continuous at the border; where it is
 impossible (reflect needs ``pad < size``: a 5-pixel-wide image cannot be reflected out to 16) that axis is

@@ -1,4 +1,4 @@
-"""Inference backends behind one interface (:class:`Backend`); see ``notes/INTERFACES.md``.
+"""Inference backends behind one interface (:class:`Backend`); see ``docs/INTERFACES.md``.
 
 No backend module is imported until it is asked for: :func:`load_backend` imports ONNX Runtime,
 torch or TensorRT only for the backend it builds, so ``import runtime.backends`` needs none of them.

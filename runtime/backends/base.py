@@ -1,4 +1,4 @@
-"""What every inference backend provides (``notes/INTERFACES.md``): :class:`ModelInfo` and :class:`Backend`.
+"""What every inference backend provides (``docs/INTERFACES.md``): :class:`ModelInfo` and :class:`Backend`.
 
 A backend runs one model file on one device: it takes the model input ``lq`` exactly as the exported
 graph does (``(N, 3, H, W)`` float32 RGB in [0, 1], ``H`` and ``W`` multiples of

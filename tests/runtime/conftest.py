@@ -1,6 +1,6 @@
 """Fixtures for runtime tests: synthetic ONNX models that honour the export contract, and image files.
 
-The synthetic models stand in for ``python -m export.onnx`` output (``notes/INTERFACES.md``): one
+The synthetic models stand in for ``python -m export.onnx`` output (``docs/INTERFACES.md``): one
 input ``lq`` ``(N, 3, H, W)`` with dynamic N/H/W, an ``sr`` output that is a Resize x``scale`` of the
 input (nearest = exactly ``np.repeat``, or linear), optional ``uncertainty`` and ``indices`` outputs,
 and the UGTSR ``metadata_props``. ``stats=True`` makes ``sr`` depend on whole-image statistics
