@@ -24,7 +24,6 @@ import platform
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,7 +32,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ugtsr.errors import UGTSRError
+from ugtsr.fileio import atomic_open, atomic_write_bytes
+
 __all__ = [
+    "run_main",
     "RESULTS_DIR",
     "Timing",
     "measure",
@@ -341,20 +344,7 @@ def finite_or_none(x: float | None, digits: int = 6) -> float | None:
 
 # ------------------------------------------------------------------------------------------- writers
 def _atomic_write(path: Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return atomic_write_bytes(path, data)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -401,17 +391,12 @@ def save_plot(path: str | os.PathLike, draw: Callable[[Any], None], *, enabled: 
     except ImportError:
         return None, "matplotlib is not installed: no plot (pip install matplotlib to get one)"
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
         draw(plt)
-        plt.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_open(path) as fh:
+            plt.savefig(fh, format="png", dpi=120, bbox_inches="tight")
     finally:
         plt.close("all")
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path, None
 
 
@@ -455,3 +440,16 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str | tu
     lines = ["| " + " | ".join(heads) + " |", "|" + "|".join(" --- " for _ in heads) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in body]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def run_main(name: str, parser: Any, run: Callable[[Any, Sequence[str] | None], int],
+             argv: Sequence[str] | None) -> int:
+    """The shared ``main()`` of the benchmarks: parse, run, a :class:`UGTSRError` becomes one line
+    on stderr and exit status 1."""
+    args = parser.parse_args(argv)
+    try:
+        return run(args, argv)
+    except UGTSRError as exc:
+        print(f"benchmarks.{name}: error: {exc}", file=sys.stderr)
+        return 1

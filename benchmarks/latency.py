@@ -485,12 +485,7 @@ def _finish_peak(args: argparse.Namespace, argv: Sequence[str] | None, name: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return _run(args, argv)
-    except UGTSRError as exc:
-        print(f"benchmarks.latency: error: {exc}", file=sys.stderr)
-        return 1
+    return C.run_main("latency", _parser(), _run, argv)
 
 
 if __name__ == "__main__":

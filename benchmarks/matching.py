@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -419,12 +418,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return _run(args, argv)
-    except UGTSRError as exc:
-        print(f"benchmarks.matching: error: {exc}", file=sys.stderr)
-        return 1
+    return C.run_main("matching", _parser(), _run, argv)
 
 
 if __name__ == "__main__":

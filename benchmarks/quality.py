@@ -258,12 +258,7 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return _run(args, argv)
-    except UGTSRError as exc:
-        print(f"benchmarks.quality: error: {exc}", file=sys.stderr)
-        return 1
+    return C.run_main("quality", _parser(), _run, argv)
 
 
 if __name__ == "__main__":

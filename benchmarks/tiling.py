@@ -62,29 +62,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-dir", default=None)
     args = p.parse_args(argv)
 
+    import cv2
+
     from runtime import Upscaler
+    from runtime.backends import load_backend
+    from runtime.upscaler import default_model_path
 
     photos = sorted(q for q in args.data.rglob("*") if q.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    settings = [("auto", None, 32)] + [(f"{t}/{pd}", t, pd) for t in args.tiles for pd in args.pads]
     rows: list[dict[str, Any]] = []
-    with Upscaler(args.model, tile=0) as whole:
-        scale = whole.info.scale
+    # One model session serves the whole-image reference and every tiling setting.
+    with load_backend(str(args.model or default_model_path())) as backend:
+        whole = Upscaler(backend, tile=0)
+        upscalers = {name: Upscaler(backend, tile=tile, tile_pad=pad, blend=args.blend)
+                     for name, tile, pad in settings}
         for i, photo in enumerate(photos):
-            if args.as_is:
-                import cv2
-
-                lr = cv2.imread(str(photo), cv2.IMREAD_COLOR)
-            else:
-                lr = _lr_of(photo, args.seed + i, scale)
+            lr = (cv2.imread(str(photo), cv2.IMREAD_COLOR) if args.as_is
+                  else _lr_of(photo, args.seed + i, whole.info.scale))
             ref = whole.upscale(lr)
             h, w = lr.shape[:2]
             auto_tile = whole.tile_for(h, w)
-            settings = [("auto", None, 32)] + [(f"{t}/{pd}", t, pd) for t in args.tiles for pd in args.pads]
-            for name, tile, pad in settings:
-                with Upscaler(args.model, tile=tile, tile_pad=pad, blend=args.blend) as up:
-                    t0 = time.perf_counter()
-                    out = up.upscale(lr)
-                    secs = time.perf_counter() - t0
-                    used = up.tile_for(h, w) if tile is None else tile
+            for name, _, pad in settings:
+                up = upscalers[name]
+                t0 = time.perf_counter()
+                out = up.upscale(lr)
+                secs = time.perf_counter() - t0
+                used = up.tile_for(h, w)
                 psnr = _psnr_u8(out, ref)
                 rows.append({"photo": photo.stem, "lr_size": f"{w}x{h}", "setting": name, "tile": used or 0,
                              "tile_pad": pad, "blend": args.blend, "psnr_vs_whole_db": None if math.isinf(psnr) else round(psnr, 2),

@@ -83,29 +83,26 @@ class ExportResult:
     seconds: float = 0.0
 
 
-class _ExportWrapper:
-    """Builds the traced module lazily so that torch is imported only when exporting."""
+def _export_wrapper(model, outputs: tuple[str, ...]):
+    """The module that is traced: ``lq -> (sr, indices[, uncertainty])`` (torch imported here only)."""
+    import torch
 
-    @staticmethod
-    def build(model, outputs: tuple[str, ...], fp16: bool):
-        import torch
+    class Wrapper(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
 
-        class Wrapper(torch.nn.Module):
-            def __init__(self, net):
-                super().__init__()
-                self.net = net
+        def forward(self, lq):
+            # FP16 models keep a float32 encoder (export.fp16), so the input stays float32:
+            # rounding the image itself to FP16 already flips near-tie codes.
+            out = self.net.forward_unpadded(lq)
+            # indices always leave the graph during verification; pruned afterwards if unwanted
+            res = [out.sr.float(), out.indices]
+            if "uncertainty" in outputs:
+                res.append(out.uncertainty.float())
+            return tuple(res)
 
-            def forward(self, lq):
-                # FP16 models keep a float32 encoder (export.fp16), so the input stays float32:
-                # rounding the image itself to FP16 already flips near-tie codes.
-                out = self.net.forward_unpadded(lq)
-                # indices always leave the graph during verification; pruned afterwards if unwanted
-                res = [out.sr.float(), out.indices]
-                if "uncertainty" in outputs:
-                    res.append(out.uncertainty.float())
-                return tuple(res)
-
-        return Wrapper(model).eval()
+    return Wrapper(model).eval()
 
 
 def _resolve_outputs(model, options: ExportOptions) -> tuple[str, ...]:
@@ -174,7 +171,7 @@ def export_model(model, options: ExportOptions | None = None):
     else:
         import contextlib
         ctx = contextlib.nullcontext()
-    wrapper = _ExportWrapper.build(net, outputs, options.precision == "fp16")
+    wrapper = _export_wrapper(net, outputs)
     m = model.config.multiple_of
     max_blocks = max(2, options.max_side // m)
     dyn = ({0: Dim("batch", min=1, max=1024), 2: m * Dim("h_blocks", min=1, max=max_blocks),

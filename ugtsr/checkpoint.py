@@ -152,20 +152,29 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     )
 
 
+def key_problems(missing: list[str], unexpected: list[str], mis_shaped: list[str], *, limit: int = 10) -> list[str]:
+    """One phrase per kind of state-dict mismatch (the first ``limit`` names each), for error lines."""
+    def names(items: list[str], sep: str) -> str:
+        return sep.join(items[:limit]) + (" ..." if len(items) > limit else "")
+
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)}: {names(missing, ', ')}")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)}: {names(unexpected, ', ')}")
+    if mis_shaped:
+        parts.append(f"mis-shaped {len(mis_shaped)}: {names(mis_shaped, '; ')}")
+    return parts
+
+
 def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: str) -> None:
     target = model.state_dict()
     missing = sorted(set(target) - set(state))
     unexpected = sorted(set(state) - set(target))
     shapes = [f"{k} {list(state[k].shape)} vs {list(target[k].shape)}" for k in sorted(set(state) & set(target))
               if tuple(state[k].shape) != tuple(target[k].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)}: {', '.join(missing[:10])}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:10])}")
-        if shapes:
-            parts.append(f"mis-shaped {len(shapes)}: {'; '.join(shapes[:10])}")
+    parts = key_problems(missing, unexpected, shapes)
+    if parts:
         raise CheckpointError(f"{path}: weights do not fit the config: {' | '.join(parts)}")
     model.load_state_dict(state, strict=True)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import key_problems
 from .config import PRESETS, UGTSRConfig
 from .errors import CheckpointError
 from .model import UGTSRNet, build_model
@@ -151,13 +152,7 @@ def convert_femasr_state_dict(state_dict: Mapping[str, torch.Tensor], *, scale: 
             continue
         converted[new] = value
     missing = sorted(set(target) - set(converted))
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)}: {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:20])}{' ...' if len(unexpected) > 20 else ''}")
-    if mis_shaped:
-        problems.append(f"mis-shaped {len(mis_shaped)}: {'; '.join(mis_shaped[:20])}")
+    problems = key_problems(missing, unexpected, mis_shaped, limit=20)
     if bad_buffers:
         problems.append("; ".join(bad_buffers[:5]))
     if problems:

@@ -7,12 +7,12 @@ step (by the interrupted process) are dropped so the file reads as one uninterru
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
 import platform
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..fileio import atomic_write_bytes
 
 __all__ = ["LOG_COLUMNS", "LOSS_COLUMNS", "RunLog", "write_json_atomic", "environment", "launch_record"]
 
@@ -32,24 +33,9 @@ LOSS_COLUMNS = ("loss", "l1", "esu", "udl", "codebook", "codebook_fused", "vq", 
 LOG_COLUMNS = ("step", "wall_s", *LOSS_COLUMNS, "lr_g", "lr_d", "images_per_s", "val_psnr", "val_ssim")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a settings file is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    atomic_write_bytes(path, text.encode())
 
 
 def environment() -> dict[str, Any]:
@@ -90,13 +76,11 @@ class RunLog:
     def _truncate_after(self, step: int) -> None:
         with open(self.csv_path, newline="") as fh:
             rows = [r for r in csv.DictReader(fh) if r.get("step", "").isdigit() and int(r["step"]) <= step]
-        fd, tmp = tempfile.mkstemp(prefix=".log.csv.", suffix=".tmp", dir=self.run_dir)
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, self.csv_path)
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_bytes(self.csv_path, buf.getvalue().encode())
 
     def write(self, step: int, values: Mapping[str, float | None]) -> None:
         row = {"step": step, **{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in values.items() if v is not None}}
