@@ -6,7 +6,8 @@ The network runs in FP16 with FP32 islands where FP16 breaks UGTSR:
   FP16 rounding accumulated through the stem, the Swin groups and the up stages moves ``z`` enough
   to flip near-tie codes, and a flipped code changes a whole 8x8 output block. Measured on
   ``ugtsr_x4`` (FeMaSR's synthetic golden weights, 48x80 input): all-FP16 encoder 0.31 % flipped
-  codes and 27.7 dB against FP32; FP32 encoder 0 flips and 59.8 dB. The encoder works at the
+  codes and 27.8 dB against FP32; FP32 encoder 0 flips and 59.8 dB
+  (``scripts/experiments/fp16_islands.py``). The encoder works at the
   input resolution and below, so it is the cheap part; the decoder (x2 to x8) stays FP16;
 * the whole matcher -- code distances, TopK, ArgMin and the Top-k fusion, whose output is
   re-quantized (eq. 8) -- with a float32 codebook; it works on the small latent grid;
