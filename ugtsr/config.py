@@ -63,6 +63,9 @@ class UGTSRConfig:
     # per-pixel uncertainty head s = ln(theta) (eq. 2)
     uncertainty_head: bool = False
     uncertainty_hidden: int = 64
+    # output low band from the input (ugtsr.blocks.ColorFix): Gaussian sigma in output pixels, 0 = off.
+    # Not in the paper; parameter-free; the shipped default model uses it.
+    color_fix_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -102,6 +105,10 @@ class UGTSRConfig:
         else:
             if self.matching != "nearest" or self.skip_fusion != "add" or self.uncertainty_head:
                 bad("the HQ prior (scale 1) uses nearest matching, no skips and no uncertainty head")
+        if not (isinstance(self.color_fix_sigma, (int, float)) and 0.0 <= self.color_fix_sigma <= 64.0):
+            bad(f"color_fix_sigma must be a number in [0, 64] (0 = off), got {self.color_fix_sigma!r}")
+        if self.scale == 1 and self.color_fix_sigma:
+            bad("the HQ prior (scale 1) has no colour fix (color_fix_sigma must be 0)")
         if self.skip_fusion == "align_attention":
             for c in self.channels[1:3]:
                 if c % self.align_heads:
@@ -140,7 +147,7 @@ class UGTSRConfig:
         """The HQ prior autoencoder (scale 1) with this model's widths and codebook."""
         return dataclasses.replace(
             self, name=f"{self.name}_prior", scale=1, matching="nearest", skip_fusion="add",
-            uncertainty_head=False,
+            uncertainty_head=False, color_fix_sigma=0.0,
         )
 
     def replace(self, **changes: Any) -> UGTSRConfig:

@@ -156,3 +156,30 @@ def test_failed_verification_writes_nothing(tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="planted"):
         onnx_from_checkpoint(tmp_path / "x.pt", tmp_path / "m.onnx", model=tiny_model())
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_color_fix_model_exports_verified_fp32_and_fp16(tmp_path):
+    """The colour fix travels in the graph: bilinear Resize + depthwise Conv, FP32 and FP16 verified
+    against PyTorch, nothing TensorRT's parser lacks."""
+    model = tiny_model()
+    fixed = ugtsr.build_model(model.config.replace(color_fix_sigma=4.0)).eval()
+    fixed.load_state_dict(model.state_dict())
+    ckpt = tmp_path / "cf.pt"
+    ugtsr.save_checkpoint(ckpt, fixed)
+    res = onnx_from_checkpoint(ckpt, tmp_path / "cf.onnx", options=ExportOptions())
+    assert res.report["passed"], res.report["failure"]
+    assert all(c["max_abs"] <= 1e-4 for c in res.report["cases"])
+    proto = onnx.load(str(res.path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert ugtsr.UGTSRConfig.from_json(meta["config"]).color_fix_sigma == 4.0
+    resize = [n for n in proto.graph.node if n.op_type == "Resize"]
+    assert any(a.name == "mode" and a.s == b"linear" for n in resize for a in n.attribute)
+    assert not [f for f in check_model(proto).findings if f.severity == "error"]
+    # the graph differs from the model without the fix (the fix is not a no-op in ONNX)
+    x = np.random.default_rng(2).random((1, 3, 32, 48), dtype=np.float32)
+    with torch.no_grad():
+        plain = model.forward_unpadded(torch.from_numpy(x)).sr.numpy()
+    assert np.abs(_run(res.path, x)["sr"] - plain).max() > 1e-3
+    res16 = onnx_from_checkpoint(ckpt, tmp_path / "cf16.onnx", options=ExportOptions(precision="fp16"))
+    assert res16.report["passed"], res16.report["failure"]
+    assert all(c["psnr_db"] >= 40 for c in res16.report["cases"])

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from ugtsr.checkpoint import load_checkpoint, save_checkpoint
+from ugtsr.checkpoint import load_checkpoint, load_model, save_checkpoint
 from ugtsr.config import PRESETS
 from ugtsr.model import build_model
 from ugtsr.stages import stage_config
@@ -366,3 +366,15 @@ def test_init_from_femasr_released_prior_layout(tmp_path, capsys):
     assert str(x4) in line and "FeMaSR_HRP_model_g.pth" in line
     with_prior = build_stage_models(options.replace(init_femasr=str(x4), prior=str(hrp)), PRESETS["femasr_x4"])
     assert torch.equal(with_prior.model.codebook.embedding, make_state_dict("x4")["quantize_group.0.embedding.weight"])
+
+
+def test_color_fix_option_trains_and_is_recorded(photos, chain, tmp_path, capsys):
+    out = tmp_path / "cf"
+    assert _run(*_sr_args(photos, chain, out, 2, "--color-fix", "4")) == 0
+    ckpt = load_checkpoint(out / "final.pt")
+    assert ckpt.config.color_fix_sigma == 4.0 and ckpt.config.name == "tiny_x4"
+    assert load_model(out / "final.pt").color_fix is not None
+    # the prior has no LR input to take a low band from
+    assert _run("--stage", "prior", "--data", photos, "--out", tmp_path / "p", "--iters", "1",
+                "--color-fix", "4") == 2
+    assert "--color-fix" in _error_line(capsys)

@@ -1,4 +1,5 @@
-"""Synthetic degradations for blind SR: BSRGAN, BSRGAN-plus and Real-ESRGAN's second-order model.
+"""Synthetic degradations for blind SR: BSRGAN, BSRGAN-plus and Real-ESRGAN's second-order model,
+plus the classic bicubic protocol and a training mixture (``ugtsr/degrade/simple.py``).
 
 Every pipeline is ``fn(hr, *, scale, rng) -> DegradedPair(lr, hr)``:
 
@@ -35,6 +36,7 @@ from ._ops import (
 )
 from .bsrgan import degradation_bsrgan, degradation_bsrgan_plus
 from .realesrgan import RealESRGANOptions, degradation_realesrgan
+from .simple import MIXTURE, degradation_bicubic, degradation_light, degradation_mixed, mixed_choice
 
 __all__ = [
     "DegradedPair",
@@ -44,6 +46,11 @@ __all__ = [
     "degradation_bsrgan",
     "degradation_bsrgan_plus",
     "degradation_realesrgan",
+    "degradation_bicubic",
+    "degradation_light",
+    "degradation_mixed",
+    "mixed_choice",
+    "MIXTURE",
     "RealESRGANOptions",
     # building blocks
     "isotropic_gaussian_kernel",
@@ -73,4 +80,6 @@ PIPELINES: dict[str, Pipeline] = {
     "bsrgan": degradation_bsrgan,
     "bsrgan_plus": degradation_bsrgan_plus,
     "realesrgan": degradation_realesrgan,
+    "bicubic": degradation_bicubic,
+    "mixed": degradation_mixed,
 }

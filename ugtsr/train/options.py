@@ -37,6 +37,8 @@ class TrainOptions:
     data: str
     out: str
     val: str | None = None
+    #: ColorFix sigma for the SR stages (None: the preset's, 0 for every preset); see ugtsr.blocks.ColorFix
+    color_fix: float | None = None
     iters: int = 200_000
     batch_size: int = 8
     patch_size: int = 256
@@ -89,6 +91,11 @@ class TrainOptions:
             bad(f"unknown --preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if PRESETS[self.preset].is_prior and self.stage != "prior":
             bad(f"--preset {self.preset} is an HQ prior; --stage {self.stage} needs an SR preset (e.g. tiny_x4)")
+        if self.color_fix is not None:
+            if self.stage == "prior":
+                bad("--color-fix applies to the SR stages (uncertainty, sr), not to the prior")
+            if not 0.0 <= self.color_fix <= 64.0:
+                bad(f"--color-fix must be in [0, 64] output pixels (0 = off), got {self.color_fix}")
         for name in ("iters", "batch_size", "patch_size", "save_every", "log_every", "d_features"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -168,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("what to train")
     g.add_argument("--stage", required=True, choices=STAGES)
     g.add_argument("--preset", required=True, help=f"model preset: {', '.join(n for n, c in PRESETS.items() if not c.is_prior)}")
+    g.add_argument("--color-fix", type=float, default=None, metavar="SIGMA",
+                   help="take the output's low band (Gaussian SIGMA output pixels) from the LR input, in training "
+                        "and in the exported model (ugtsr.blocks.ColorFix; not in the paper); default: the preset's (off)")
     g.add_argument("--data", required=True, help="folder of HR images (or with lq/ and gt/ sub-folders of pairs)")
     g.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, settings.json, TensorBoard)")
     g.add_argument("--val", default=None, help="validation folder: HR images (degraded with a fixed seed) or lq/ + gt/")

@@ -94,6 +94,8 @@ class Trainer:
         if options.threads is not None:
             torch.set_num_threads(options.threads)
         self.preset = PRESETS[options.preset]
+        if options.color_fix is not None:
+            self.preset = self.preset.replace(color_fix_sigma=float(options.color_fix))
         self.config = stage_config(self.preset, options.stage)
         self.run_dir = Path(options.out)
 

@@ -1,0 +1,105 @@
+"""ColorFix: the output's low band from the LR input (ugtsr.blocks), in config, model and training."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ugtsr
+from ugtsr.blocks import ColorFix, gaussian_kernel1d, gaussian_lowpass
+from ugtsr.config import UGTSRConfig, get_config
+from ugtsr.errors import ConfigError
+
+
+def test_kernel_is_normalised_gaussian():
+    k = gaussian_kernel1d(2.0, dtype=torch.float64)
+    assert k.numel() == 2 * math.ceil(6.0) + 1
+    assert abs(float(k.sum()) - 1.0) < 1e-12
+    assert torch.equal(k, k.flip(0)) and int(k.argmax()) == k.numel() // 2
+    assert abs(float(k[7] / k[6]) - math.exp(-0.5 * (1 / 2.0) ** 2)) < 1e-12
+    with pytest.raises(ValueError):
+        gaussian_kernel1d(0.0)
+
+
+def test_lowpass_matches_cv2_inside_and_keeps_constants_at_borders():
+    cv2 = pytest.importorskip("cv2")
+    x = torch.rand(1, 3, 40, 52, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = gaussian_lowpass(x, gaussian_kernel1d(2.0, dtype=torch.float64))
+    ref = cv2.GaussianBlur(x[0].permute(1, 2, 0).numpy(), (13, 13), 2.0, borderType=cv2.BORDER_CONSTANT)
+    assert np.abs(y[0].permute(1, 2, 0).numpy()[6:-6, 6:-6] - ref[6:-6, 6:-6]).max() < 1e-12
+    # normalised convolution: a constant image stays constant up to the very edge, also when the
+    # image is smaller than the kernel
+    for h, w in ((40, 52), (5, 3)):
+        c = torch.full((2, 3, h, w), 0.37, dtype=torch.float64)
+        assert (gaussian_lowpass(c, gaussian_kernel1d(8.0, dtype=torch.float64)) - 0.37).abs().max() < 1e-12
+
+
+def test_color_fix_takes_low_band_from_input_and_keeps_high_band():
+    torch.manual_seed(0)
+    lq = torch.rand(1, 3, 16, 16, dtype=torch.float64)
+    up = F.interpolate(lq, scale_factor=4.0, mode="bilinear", align_corners=False)
+    fix = ColorFix(4, 4.0).double()
+    # an output that already is the upsampled input is left alone
+    assert (fix(up, lq) - up).abs().max() < 1e-12
+    # a colour cast (a constant offset per channel) is removed completely ...
+    cast = torch.tensor([0.08, -0.05, 0.03], dtype=torch.float64).view(1, 3, 1, 1)
+    assert (fix(up + cast, lq) - up).abs().max() < 1e-12
+    # ... while a pixel-level pattern far above the cut-off survives almost untouched
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
+    checker = (((yy + xx) % 2) * 2 - 1).to(torch.float64).expand(1, 3, 64, 64) * 0.1
+    out = fix(up + checker, lq)
+    assert (out - (up + checker)).abs()[..., 12:-12, 12:-12].max() < 1e-6
+
+
+def test_config_field_validation_and_round_trip():
+    cfg = get_config("tiny_x4").replace(color_fix_sigma=4.0)
+    assert UGTSRConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.prior_config().color_fix_sigma == 0.0
+    assert get_config("tiny_x4").color_fix_sigma == 0.0  # presets follow the paper: off
+    with pytest.raises(ConfigError, match="color_fix_sigma"):
+        get_config("tiny_x4").replace(color_fix_sigma=-1.0)
+    with pytest.raises(ConfigError, match="color_fix_sigma"):
+        get_config("tiny_x4").replace(color_fix_sigma="4")
+    with pytest.raises(ConfigError, match="prior"):
+        get_config("tiny_x4").prior_config().replace(color_fix_sigma=2.0)
+    # configs written before the field existed still load (the default is off)
+    old = cfg.to_dict()
+    del old["color_fix_sigma"]
+    assert UGTSRConfig.from_dict(old).color_fix_sigma == 0.0
+
+
+def test_model_with_color_fix_has_the_same_weights_and_fixes_the_output(tmp_path):
+    torch.manual_seed(1)
+    plain = ugtsr.build_model("tiny_x4").eval()
+    fixed = ugtsr.build_model(plain.config.replace(color_fix_sigma=4.0)).eval()
+    assert list(fixed.state_dict()) == list(plain.state_dict())  # parameter-free, no persistent buffer
+    fixed.load_state_dict(plain.state_dict())
+    lq = torch.rand(1, 3, 20, 28)  # padded to the model's multiple inside
+    with torch.no_grad():
+        a, b = plain(lq).sr, fixed(lq).sr
+    assert a.shape == b.shape == (1, 3, 80, 112)
+    up = F.interpolate(lq, scale_factor=4.0, mode="bilinear", align_corners=False)
+    kernel = gaussian_kernel1d(4.0)
+    low = lambda t: gaussian_lowpass(t, kernel)  # noqa: E731
+    # the fixed output's low band is much closer to the input's than the plain output's
+    err_plain = (low(a) - low(up)).abs().mean()
+    err_fixed = (low(b) - low(up)).abs().mean()
+    assert err_fixed < 0.5 * err_plain
+    path = tmp_path / "cf.pt"
+    ugtsr.save_checkpoint(path, fixed)
+    again = ugtsr.load_model(path)
+    assert again.config.color_fix_sigma == 4.0
+    with torch.no_grad():
+        assert torch.equal(again(lq).sr, b)
+
+
+def test_gradients_reach_the_network_through_the_fix():
+    torch.manual_seed(2)
+    model = ugtsr.build_model(get_config("tiny_x4").replace(color_fix_sigma=4.0))
+    out = model(torch.rand(1, 3, 16, 16)).sr
+    out.mean().backward()
+    grads = [p.grad for n, p in model.named_parameters() if n.startswith("decoder.") and p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)

@@ -1,0 +1,77 @@
+"""Two pipelines besides the published ones: the classic bicubic protocol and a training mixture.
+
+* ``bicubic`` -- the "BI" protocol of non-blind SR benchmarks: MATLAB ``imresize(hr, 1/scale,
+  'bicubic')`` (antialiased), rounded to 8 bits. No randomness. A clean LR is the mildest case
+  a blind model meets; testing on it shows whether the model keeps detail the LR has.
+* ``mixed`` -- one of four degradations per image, drawn from ``rng``: BSRGAN (40 %), Real-ESRGAN's
+  second-order model (30 %) and a *light* degradation (30 %): a downsampling with a random
+  method (MATLAB antialiased bicubic or cv2 area / bilinear / bicubic, uniformly), then with p = 0.5
+  Gaussian noise of level U[1, 8]/255 (grey for a third of the images) and with p = 0.5 a JPEG
+  round trip at quality randint(60, 95), finally 8-bit rounding. BSRGAN-plus is deliberately
+  left out, so that it stays a degradation the mixture has not seen.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._ops import (
+    INTERPOLATIONS,
+    DegradedPair,
+    add_gaussian_noise,
+    imresize,
+    jpeg,
+    prepare_hr,
+    resize,
+    round_to_uint8_levels,
+)
+
+__all__ = ["degradation_bicubic", "degradation_light", "degradation_mixed", "MIXTURE", "mixed_choice"]
+
+
+def degradation_bicubic(hr: np.ndarray, *, scale: int, rng: np.random.Generator | None = None) -> DegradedPair:
+    """MATLAB antialiased bicubic downsampling by ``scale``, clipped and rounded to 8-bit levels.
+
+    ``rng`` is accepted for the pipeline interface and not used.
+    """
+    hr = prepare_hr(hr, scale)
+    lr = imresize(hr, 1.0 / scale)
+    return DegradedPair(round_to_uint8_levels(np.clip(lr, 0.0, 1.0)), hr)
+
+
+def degradation_light(hr: np.ndarray, *, scale: int, rng: np.random.Generator) -> DegradedPair:
+    """Random downsampling, then with p = 0.5 weak Gaussian noise and with p = 0.5 a mild JPEG."""
+    hr = prepare_hr(hr, scale)
+    h, w = hr.shape[0] // scale, hr.shape[1] // scale
+    method = int(rng.integers(len(INTERPOLATIONS) + 1))
+    lr = imresize(hr, 1.0 / scale) if method == len(INTERPOLATIONS) else resize(hr, h, w, INTERPOLATIONS[method])
+    lr = np.clip(lr, 0.0, 1.0)
+    if rng.random() < 0.5:
+        level = rng.uniform(1.0, 8.0) / 255.0
+        lr = np.clip(add_gaussian_noise(lr, level, rng, gray=bool(rng.random() < 1 / 3)), 0.0, 1.0)
+    if rng.random() < 0.5:
+        lr = jpeg(lr, int(rng.integers(60, 96)))
+    return DegradedPair(round_to_uint8_levels(lr), hr)
+
+
+#: (name, probability) of the mixture's components, in the order the draw tests them
+MIXTURE = (("bsrgan", 0.4), ("realesrgan", 0.3), ("light", 0.3))
+
+
+def mixed_choice(rng: np.random.Generator) -> str:
+    """The component of :data:`MIXTURE` for one image (one ``rng.random()`` draw)."""
+    u = rng.random()
+    for name, p in MIXTURE:
+        if u < p:
+            return name
+        u -= p
+    return MIXTURE[-1][0]
+
+
+def degradation_mixed(hr: np.ndarray, *, scale: int, rng: np.random.Generator) -> DegradedPair:
+    """One of :data:`MIXTURE`'s degradations, chosen and run with ``rng``."""
+    from .bsrgan import degradation_bsrgan
+    from .realesrgan import degradation_realesrgan
+
+    name = mixed_choice(rng)
+    fn = {"bsrgan": degradation_bsrgan, "realesrgan": degradation_realesrgan, "light": degradation_light}[name]
+    return fn(hr, scale=scale, rng=rng)
