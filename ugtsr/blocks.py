@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ResBlock", "DownStage", "UpStage", "ChannelLayerNorm", "ColorFix", "gaussian_kernel1d", "gaussian_lowpass",
-           "upsample2x", "softmax_fp32"]
+__all__ = ["ResBlock", "DownStage", "UpStage", "ChannelLayerNorm", "ColorFix", "FidelityGate", "gaussian_kernel1d",
+           "gaussian_lowpass", "bicubic_phase_taps", "bicubic_upsample", "upsample2x", "softmax_fp32"]
 
 def softmax_fp32(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Softmax computed in float32 and returned in the input dtype (an FP32 island in FP16 models;
@@ -145,4 +145,73 @@ class ColorFix(nn.Module):
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}, sigma={self.sigma}"
+
+
+def bicubic_phase_taps(scale: int, a: float = -0.75) -> torch.Tensor:
+    """``(scale, 5)`` float64: the 5-tap filters (LR offsets -2..2) of bicubic upsampling by ``scale``.
+
+    Output pixel ``scale*i + p`` samples the input at ``i + (p + 0.5)/scale - 0.5`` (half-pixel
+    centres) with Keys' cubic of parameter ``a`` -- cv2's ``INTER_CUBIC`` (a = -0.75).
+    """
+    taps = torch.zeros(scale, 5, dtype=torch.float64)
+    for p in range(scale):
+        pos = (p + 0.5) / scale - 0.5
+        base = math.floor(pos)
+        for j in range(base - 1, base + 3):
+            d = abs(pos - j)
+            w = (a + 2) * d**3 - (a + 3) * d**2 + 1 if d <= 1 else a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a
+            taps[p, j + 2] += w
+    return taps
+
+
+def _replicate_pad2(x: torch.Tensor) -> torch.Tensor:
+    """Edge replication by 2 pixels on each side, as Slice + Concat (no Pad mode in the graph)."""
+    x = torch.cat([x[..., :1, :], x[..., :1, :], x, x[..., -1:, :], x[..., -1:, :]], dim=-2)
+    return torch.cat([x[..., :1], x[..., :1], x, x[..., -1:], x[..., -1:]], dim=-1)
+
+
+def bicubic_upsample(x: torch.Tensor, weight: torch.Tensor, scale: int) -> torch.Tensor:
+    """Bicubic upsampling of ``(B, C, h, w)`` by an integer ``scale`` as one grouped 5x5 ``Conv``
+    (one output channel per sub-pixel phase) and ``DepthToSpace``; ``weight`` from
+    :meth:`FidelityGate.bicubic_weight`. Equals cv2 ``INTER_CUBIC`` (edge-replicated borders), with
+    only operators TensorRT's ONNX parser takes (no ``Resize`` cubic mode)."""
+    c = x.shape[1]
+    y = F.conv2d(_replicate_pad2(x), weight.to(x.dtype).repeat(c, 1, 1, 1), groups=c)
+    return F.pixel_shuffle(y, scale)
+
+
+class FidelityGate(nn.Module):
+    """Per-pixel choice between the network's output and bicubic interpolation of the input.
+
+    ``out = sr + w * (bicubic(lq) - sr)`` with ``w = sigmoid(g([bicubic(lq), sr]))`` in (0, 1) from
+    three 3x3 convolutions. Where the LR is clean, its bicubic interpolation is the more faithful
+    estimate and the gate can lean on it; where the LR is noisy, blurred or compressed, on the
+    restoration. The last convolution starts at zero weight and bias -4 (w = 0.018), so a model
+    that gains the gate starts out as it was. Not in the paper (see README, "Fidelity gate").
+    """
+
+    def __init__(self, scale: int, hidden: int = 16) -> None:
+        super().__init__()
+        self.scale = int(scale)
+        self.body = nn.Sequential(nn.Conv2d(6, hidden, 3, padding=1), nn.SiLU(),
+                                  nn.Conv2d(hidden, hidden, 3, padding=1), nn.SiLU(),
+                                  nn.Conv2d(hidden, 1, 3, padding=1))
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.constant_(self.body[-1].bias, -4.0)
+        self.register_buffer("bicubic", self.bicubic_weight(self.scale), persistent=False)
+
+    @staticmethod
+    def bicubic_weight(scale: int) -> torch.Tensor:
+        """``(scale**2, 1, 5, 5)`` float32: channel ``py*scale + px`` holds the outer product of the
+        phase filters (:func:`bicubic_phase_taps`)."""
+        t = bicubic_phase_taps(scale)
+        w = torch.einsum("yi,xj->yxij", t, t).reshape(scale * scale, 1, 5, 5)
+        return w.float()
+
+    def weight_map(self, sr: torch.Tensor, bic: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.body(torch.cat([bic, sr], dim=1)))
+
+    def forward(self, sr: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+        bic = bicubic_upsample(lq, self.bicubic, self.scale)
+        return sr + self.weight_map(sr, bic) * (bic - sr)
 

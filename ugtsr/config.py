@@ -66,6 +66,8 @@ class UGTSRConfig:
     # output low band from the input (ugtsr.blocks.ColorFix): Gaussian sigma in output pixels, 0 = off.
     # Not in the paper; parameter-free; the shipped default model uses it.
     color_fix_sigma: float = 0.0
+    # per-pixel blend of the output with bicubic(lq) (ugtsr.blocks.FidelityGate); not in the paper
+    fidelity_gate: bool = False
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -107,6 +109,8 @@ class UGTSRConfig:
                 bad("the HQ prior (scale 1) uses nearest matching, no skips and no uncertainty head")
         if not (isinstance(self.color_fix_sigma, (int, float)) and 0.0 <= self.color_fix_sigma <= 64.0):
             bad(f"color_fix_sigma must be a number in [0, 64] (0 = off), got {self.color_fix_sigma!r}")
+        if self.scale == 1 and self.fidelity_gate:
+            bad("the HQ prior (scale 1) has no fidelity gate")
         if self.scale == 1 and self.color_fix_sigma:
             bad("the HQ prior (scale 1) has no colour fix (color_fix_sigma must be 0)")
         if self.skip_fusion == "align_attention":
@@ -147,7 +151,7 @@ class UGTSRConfig:
         """The HQ prior autoencoder (scale 1) with this model's widths and codebook."""
         return dataclasses.replace(
             self, name=f"{self.name}_prior", scale=1, matching="nearest", skip_fusion="add",
-            uncertainty_head=False, color_fix_sigma=0.0,
+            uncertainty_head=False, color_fix_sigma=0.0, fidelity_gate=False,
         )
 
     def replace(self, **changes: Any) -> UGTSRConfig:

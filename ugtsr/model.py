@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import AlignAttention
-from .blocks import ColorFix, DownStage, UpStage
+from .blocks import ColorFix, DownStage, FidelityGate, UpStage
 from .config import UGTSRConfig, get_config
 from .errors import UnsupportedInputError
 from .matching import Codebook, MatchResult, build_matcher
@@ -177,6 +177,7 @@ class UGTSRNet(nn.Module):
             )
         self.uncertainty_head = UncertaintyHead(ch[3], config.uncertainty_hidden) if config.uncertainty_head else None
         self.color_fix = ColorFix(config.scale, config.color_fix_sigma) if config.color_fix_sigma > 0 else None
+        self.fidelity_gate = FidelityGate(config.scale) if config.fidelity_gate else None
 
     # --- descriptor (spandrel-style) -------------------------------------------------------
     @property
@@ -216,6 +217,8 @@ class UGTSRNet(nn.Module):
         sr, unc = self.decode(m.z_q, skips)
         if self.color_fix is not None:
             sr = self.color_fix(sr, x)
+        if self.fidelity_gate is not None:
+            sr = self.fidelity_gate(sr, x)
         return UGTSROutput(sr=sr, indices=m.indices, uncertainty=unc, z=z, z_q=m.z_q, match=m)
 
     def forward(self, lq: torch.Tensor) -> UGTSROutput:

@@ -158,12 +158,17 @@ def test_failed_verification_writes_nothing(tmp_path, monkeypatch):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_color_fix_model_exports_verified_fp32_and_fp16(tmp_path):
-    """The colour fix travels in the graph: bilinear Resize + depthwise Conv, FP32 and FP16 verified
-    against PyTorch, nothing TensorRT's parser lacks."""
+def test_color_fix_and_gate_export_verified_fp32_and_fp16(tmp_path):
+    """The colour fix and the fidelity gate travel in the graph (bilinear Resize, depthwise Conv,
+    bicubic as Conv + DepthToSpace, Sigmoid): FP32 and FP16 verified against PyTorch, nothing
+    TensorRT's parser lacks."""
     model = tiny_model()
-    fixed = ugtsr.build_model(model.config.replace(color_fix_sigma=4.0)).eval()
-    fixed.load_state_dict(model.state_dict())
+    fixed = ugtsr.build_model(model.config.replace(color_fix_sigma=4.0, fidelity_gate=True)).eval()
+    missing = fixed.load_state_dict(model.state_dict(), strict=False)
+    assert all(k.startswith("fidelity_gate.") for k in missing.missing_keys)
+    with torch.no_grad():  # a gate that actually mixes
+        fixed.fidelity_gate.body[-1].weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(1))
+        fixed.fidelity_gate.body[-1].bias.fill_(-0.5)
     ckpt = tmp_path / "cf.pt"
     ugtsr.save_checkpoint(ckpt, fixed)
     res = onnx_from_checkpoint(ckpt, tmp_path / "cf.onnx", options=ExportOptions())
@@ -171,7 +176,9 @@ def test_color_fix_model_exports_verified_fp32_and_fp16(tmp_path):
     assert all(c["max_abs"] <= 1e-4 for c in res.report["cases"])
     proto = onnx.load(str(res.path))
     meta = {p.key: p.value for p in proto.metadata_props}
-    assert ugtsr.UGTSRConfig.from_json(meta["config"]).color_fix_sigma == 4.0
+    cfg = ugtsr.UGTSRConfig.from_json(meta["config"])
+    assert cfg.color_fix_sigma == 4.0 and cfg.fidelity_gate
+    assert {"DepthToSpace", "Sigmoid"} <= {n.op_type for n in proto.graph.node}
     resize = [n for n in proto.graph.node if n.op_type == "Resize"]
     assert any(a.name == "mode" and a.s == b"linear" for n in resize for a in n.attribute)
     assert not [f for f in check_model(proto).findings if f.severity == "error"]

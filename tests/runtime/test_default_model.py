@@ -47,3 +47,43 @@ def test_shipped_onnx_matches_shipped_checkpoint():
     with load_backend(str(default_model_path())) as ort_be, load_backend(str(ckpt), backend="torch") as torch_be:
         a, b = ort_be.run(x), torch_be.run(x)
     assert np.abs(np.clip(a["sr"], 0, 1) - np.clip(b["sr"], 0, 1)).max() <= 1e-4
+
+
+
+@pytest.fixture(scope="module")
+def held_out_photos(tmp_path_factory):
+    """The model card's held-out photos (chelsea, coffee, flower), collected the way
+    ``scripts/prepare_photos.py`` does from scikit-image and scikit-learn."""
+    for mod in ("skimage", "sklearn", "scipy"):
+        pytest.importorskip(mod, reason=f"the held-out photos / degradations need {mod} (extra 'train')")
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("prepare_photos", ROOT / "scripts" / "prepare_photos.py")
+    prep = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("prepare_photos", prep)
+    spec.loader.exec_module(prep)
+    out = tmp_path_factory.mktemp("photos")
+    found = prep.collect(out)
+    if sorted(found.get("val", [])) != ["chelsea", "coffee", "flower"]:
+        pytest.skip(f"held-out photos incomplete: {found.get('val')}")
+    return out / "val"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pipeline", ["bsrgan", "bsrgan_plus", "realesrgan"])
+def test_shipped_model_beats_bicubic_on_held_out_photos(pipeline, held_out_photos, tmp_path):
+    """The model card's claim, by the model card's command: ``benchmarks.quality`` on the three
+    held-out photos, five degradation draws each (seeds 0-4): mean PSNR-Y and SSIM-Y above bicubic."""
+    import json
+
+    from benchmarks.quality import main as quality_main
+
+    assert quality_main(["--model", str(default_model_path()), "--name", "model", "--data", str(held_out_photos),
+                         "--pipeline", pipeline, "--seed", "0", "--draws", "5", "--no-niqe", "--threads", "2",
+                         "--tag", "t", "--out-dir", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "quality_t.json").read_text())
+    assert res["evaluated"] == 15
+    mean = {m["method"]: m for m in res["mean"]}
+    model, bic = mean["model"], mean["bicubic"]
+    assert model["psnr_y"] > bic["psnr_y"] and model["ssim_y"] > bic["ssim_y"], (pipeline, model, bic)

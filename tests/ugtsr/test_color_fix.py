@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import ugtsr
-from ugtsr.blocks import ColorFix, gaussian_kernel1d, gaussian_lowpass
+from ugtsr.blocks import ColorFix, FidelityGate, bicubic_phase_taps, bicubic_upsample, gaussian_kernel1d, gaussian_lowpass
 from ugtsr.config import UGTSRConfig, get_config
 from ugtsr.errors import ConfigError
 
@@ -103,3 +103,56 @@ def test_gradients_reach_the_network_through_the_fix():
     out.mean().backward()
     grads = [p.grad for n, p in model.named_parameters() if n.startswith("decoder.") and p.grad is not None]
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+
+
+# --- fidelity gate ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_bicubic_upsample_equals_cv2_inter_cubic_including_borders(scale):
+    cv2 = pytest.importorskip("cv2")
+    x = np.random.default_rng(scale).random((13, 17, 3)).astype(np.float32)
+    ref = cv2.resize(x, (17 * scale, 13 * scale), interpolation=cv2.INTER_CUBIC)
+    got = bicubic_upsample(torch.from_numpy(x).permute(2, 0, 1)[None], FidelityGate.bicubic_weight(scale), scale)
+    assert np.abs(got[0].permute(1, 2, 0).numpy() - ref).max() < 1e-5
+    taps = bicubic_phase_taps(scale)
+    assert torch.allclose(taps.sum(dim=1), torch.ones(scale, dtype=torch.float64))  # partition of unity
+
+
+def test_gate_starts_near_identity_and_spans_model_to_bicubic():
+    torch.manual_seed(0)
+    gate = FidelityGate(4).double()
+    lq = torch.rand(1, 3, 8, 8, dtype=torch.float64)
+    sr = torch.rand(1, 3, 32, 32, dtype=torch.float64)
+    bic = bicubic_upsample(lq, gate.bicubic, 4)
+    w0 = 1 / (1 + math.exp(4.0))
+    assert (gate(sr, lq) - (sr + w0 * (bic - sr))).abs().max() < 1e-12  # zero last conv, bias -4
+    with torch.no_grad():
+        gate.body[-1].bias.fill_(40.0)
+        assert (gate(sr, lq) - bic).abs().max() < 1e-12
+        gate.body[-1].bias.fill_(-40.0)
+        assert (gate(sr, lq) - sr).abs().max() < 1e-12
+        gate.body[-1].weight.normal_(0, 1.0)
+        gate.body[-1].bias.zero_()
+        w = gate.weight_map(sr, bic)
+    assert w.shape == (1, 1, 32, 32) and 0 < float(w.min()) and float(w.max()) < 1 and float(w.std()) > 0.01
+
+
+def test_model_with_gate_saves_loads_and_keeps_old_checkpoints_loading(tmp_path):
+    torch.manual_seed(3)
+    cfg = get_config("tiny_x4").replace(color_fix_sigma=4.0, fidelity_gate=True)
+    model = ugtsr.build_model(cfg).eval()
+    keys = set(model.state_dict())
+    assert {k for k in keys if k.startswith("fidelity_gate.")} == {
+        f"fidelity_gate.body.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")}
+    path = tmp_path / "g.pt"
+    ugtsr.save_checkpoint(path, model)
+    lq = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(ugtsr.load_model(path)(lq).sr, model(lq).sr)
+    with pytest.raises(ConfigError, match="prior"):
+        cfg.prior_config().replace(fidelity_gate=True)
+    assert cfg.prior_config().fidelity_gate is False
+    old = cfg.to_dict()
+    del old["fidelity_gate"]
+    assert UGTSRConfig.from_dict(old).fidelity_gate is False

@@ -378,3 +378,24 @@ def test_color_fix_option_trains_and_is_recorded(photos, chain, tmp_path, capsys
     assert _run("--stage", "prior", "--data", photos, "--out", tmp_path / "p", "--iters", "1",
                 "--color-fix", "4") == 2
     assert "--color-fix" in _error_line(capsys)
+
+
+def test_fidelity_gate_option_trains_the_gate_at_ten_times_the_rate(photos, chain, tmp_path):
+    from ugtsr.train.trainer import GATE_LR_FACTOR, Trainer
+
+    out = tmp_path / "gate"
+    assert _run(*_sr_args(photos, chain, out, 2, "--fidelity-gate", "--color-fix", "4")) == 0
+    ckpt = load_checkpoint(out / "final.pt")
+    assert ckpt.config.fidelity_gate and ckpt.config.color_fix_sigma == 4.0
+    init = load_checkpoint(chain["uncertainty"] / "final.pt").state_dict
+    assert not any(k.startswith("fidelity_gate.") for k in init)
+    bias = ckpt.state_dict["fidelity_gate.body.4.bias"]
+    assert float(bias) != -4.0  # trained away from its initial value
+    opts = TrainOptions(stage="sr", preset="tiny_x4", data=str(photos), out=str(tmp_path / "g2"), iters=1,
+                        init=str(chain["uncertainty"] / "final.pt"), fidelity_gate=True, gan_weight=0.0,
+                        perceptual_weight=0.0, lr=2e-4, patch_size=64, batch_size=2)
+    trainer = Trainer(opts)
+    lrs = [g["lr"] for g in trainer.opt_g.param_groups]
+    assert lrs == [2e-4, 2e-4 * GATE_LR_FACTOR]
+    gate_ids = {id(p) for p in trainer.model.fidelity_gate.parameters()}
+    assert {id(p) for p in trainer.opt_g.param_groups[1]["params"]} == gate_ids

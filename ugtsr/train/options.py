@@ -39,6 +39,8 @@ class TrainOptions:
     val: str | None = None
     #: ColorFix sigma for the SR stages (None: the preset's, 0 for every preset); see ugtsr.blocks.ColorFix
     color_fix: float | None = None
+    #: add the FidelityGate (ugtsr.blocks) to the SR stages' model
+    fidelity_gate: bool = False
     iters: int = 200_000
     batch_size: int = 8
     patch_size: int = 256
@@ -96,6 +98,8 @@ class TrainOptions:
                 bad("--color-fix applies to the SR stages (uncertainty, sr), not to the prior")
             if not 0.0 <= self.color_fix <= 64.0:
                 bad(f"--color-fix must be in [0, 64] output pixels (0 = off), got {self.color_fix}")
+        if self.fidelity_gate and self.stage == "prior":
+            bad("--fidelity-gate applies to the SR stages (uncertainty, sr), not to the prior")
         for name in ("iters", "batch_size", "patch_size", "save_every", "log_every", "d_features"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -178,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--color-fix", type=float, default=None, metavar="SIGMA",
                    help="take the output's low band (Gaussian SIGMA output pixels) from the LR input, in training "
                         "and in the exported model (ugtsr.blocks.ColorFix; not in the paper); default: the preset's (off)")
+    g.add_argument("--fidelity-gate", action="store_true",
+                   help="add a learned per-pixel blend of the output with bicubic(LR) (ugtsr.blocks.FidelityGate; "
+                        "not in the paper)")
     g.add_argument("--data", required=True, help="folder of HR images (or with lq/ and gt/ sub-folders of pairs)")
     g.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, settings.json, TensorBoard)")
     g.add_argument("--val", default=None, help="validation folder: HR images (degraded with a fixed seed) or lq/ + gt/")

@@ -70,6 +70,10 @@ __all__ = ["Trainer", "TrainResult", "train"]
 logger = logging.getLogger(__name__)
 
 
+#: learning-rate factor of the FidelityGate parameters over --lr
+GATE_LR_FACTOR = 10.0
+
+
 @dataclass
 class TrainResult:
     """What a run ended with (``final_checkpoint`` is None on ranks other than 0)."""
@@ -96,6 +100,8 @@ class Trainer:
         self.preset = PRESETS[options.preset]
         if options.color_fix is not None:
             self.preset = self.preset.replace(color_fix_sigma=float(options.color_fix))
+        if options.fidelity_gate:
+            self.preset = self.preset.replace(fidelity_gate=True)
         self.config = stage_config(self.preset, options.stage)
         self.run_dir = Path(options.out)
 
@@ -124,8 +130,12 @@ class Trainer:
         for m in (self.model, self.models.prior, self.models.uncertainty, self.disc, self.perceptual):
             if m is not None:
                 m.to(self.device)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt_g = torch.optim.Adam(trainable, lr=options.lr, betas=options.betas)
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        groups = [{"params": [p for n, p in named if not n.startswith("fidelity_gate.")], "lr": options.lr}]
+        gate = [p for n, p in named if n.startswith("fidelity_gate.")]
+        if gate:  # a small new module next to pretrained weights: 10x the learning rate
+            groups.append({"params": gate, "lr": options.lr * GATE_LR_FACTOR})
+        self.opt_g = torch.optim.Adam(groups, lr=options.lr, betas=options.betas)
         self.opt_d = (torch.optim.Adam(self.disc.parameters(), lr=options.lr_d, betas=options.betas)
                       if self.disc is not None else None)
         self.ema = frozen_copy(self.model) if options.ema_decay > 0 else None
