@@ -139,6 +139,7 @@ class ColorFix(nn.Module):
         self.register_buffer("kernel", gaussian_kernel1d(self.sigma), persistent=False)
 
     def forward(self, sr: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+        lq = lq.to(sr.dtype)  # FP16 models: the decoder half (and so sr) is FP16, the input FP32
         up = lq if self.scale == 1 else F.interpolate(lq, scale_factor=float(self.scale), mode="bilinear",
                                                       align_corners=False)
         return sr + gaussian_lowpass(up - sr, self.kernel)
@@ -212,6 +213,6 @@ class FidelityGate(nn.Module):
         return torch.sigmoid(self.body(torch.cat([bic, sr], dim=1)))
 
     def forward(self, sr: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
-        bic = bicubic_upsample(lq, self.bicubic, self.scale)
+        bic = bicubic_upsample(lq.to(sr.dtype), self.bicubic, self.scale)
         return sr + self.weight_map(sr, bic) * (bic - sr)
 

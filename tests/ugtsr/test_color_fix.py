@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 
 import ugtsr
-from ugtsr.blocks import ColorFix, FidelityGate, bicubic_phase_taps, bicubic_upsample, gaussian_kernel1d, gaussian_lowpass
+from ugtsr.blocks import (
+    ColorFix,
+    FidelityGate,
+    bicubic_phase_taps,
+    bicubic_upsample,
+    gaussian_kernel1d,
+    gaussian_lowpass,
+)
 from ugtsr.config import UGTSRConfig, get_config
 from ugtsr.errors import ConfigError
 

@@ -104,7 +104,7 @@ def test_hr_patch_dataset_config_errors(hr_root: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="multiple of scale"):
         HRPatchDataset(hr_root, scale=4, patch_size=62)
     with pytest.raises(ConfigError, match="unknown pipeline"):
-        HRPatchDataset(hr_root, scale=4, patch_size=64, pipeline="bicubic")
+        HRPatchDataset(hr_root, scale=4, patch_size=64, pipeline="no_such_pipeline")
     with pytest.raises(ConfigError, match="scale"):
         HRPatchDataset(hr_root, scale=3, patch_size=48)
     with pytest.raises(ConfigError, match="length"):
