@@ -28,7 +28,7 @@ from torch import nn
 
 from ugtsr.model import UGTSRNet
 
-__all__ = ["to_fp16_with_fp32_islands"]
+__all__ = ["to_fp16_with_fp32_islands", "half_with_fp32_norms"]
 
 
 class _Fp32GroupNorm(nn.GroupNorm):
@@ -80,8 +80,10 @@ class _Fp32LayerNorm(nn.LayerNorm):
         return F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps).to(x.dtype)
 
 
-def to_fp16_with_fp32_islands(model: UGTSRNet) -> UGTSRNet:
-    """A half-precision copy of ``model`` with the FP32 islands above; ``model`` is untouched."""
+def half_with_fp32_norms(model: UGTSRNet) -> UGTSRNet:
+    """A half-precision copy of ``model`` with float32 GroupNorm / LayerNorm and a float32 codebook,
+    but FP16 encoder and matcher (the first step of :func:`to_fp16_with_fp32_islands`; kept separate
+    for ``scripts/experiments/fp16_islands.py``, which measures what the other islands buy)."""
     half = copy.deepcopy(model).eval()
     for module in half.modules():
         # Swap the class in place: same parameters and state-dict keys, float32 computation.
@@ -91,6 +93,12 @@ def to_fp16_with_fp32_islands(model: UGTSRNet) -> UGTSRNet:
             module.__class__ = _Fp32LayerNorm
     half.half()
     half.codebook.embedding.data = model.codebook.embedding.data.detach().float().clone()
+    return half
+
+
+def to_fp16_with_fp32_islands(model: UGTSRNet) -> UGTSRNet:
+    """A half-precision copy of ``model`` with the FP32 islands above; ``model`` is untouched."""
+    half = half_with_fp32_norms(model)
     half.encoder = _Fp32Encoder(copy.deepcopy(model.encoder).eval())
     half.quant_in = _Fp32Conv(copy.deepcopy(model.quant_in).eval())
     half.matcher = _Fp32Matcher(copy.deepcopy(model.matcher).eval())

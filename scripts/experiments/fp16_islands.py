@@ -24,7 +24,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from export.fp16 import _Fp32GroupNorm, _Fp32LayerNorm, to_fp16_with_fp32_islands  # noqa: E402
+from export.fp16 import half_with_fp32_norms, to_fp16_with_fp32_islands  # noqa: E402
 from tests.export.conftest import tiny_model, ugtsr_x4_model  # noqa: E402
 
 
@@ -40,18 +40,6 @@ class _F32(nn.Module):
         return self.mod(x.float()).half()
 
 
-def policy_a(model: nn.Module) -> nn.Module:
-    half = copy.deepcopy(model).eval()
-    for m in half.modules():
-        if type(m) is nn.GroupNorm:
-            m.__class__ = _Fp32GroupNorm
-        elif type(m) is nn.LayerNorm:
-            m.__class__ = _Fp32LayerNorm
-    half.half()
-    half.codebook.embedding.data = model.codebook.embedding.data.float().clone()
-    return half
-
-
 def main() -> None:
     torch.set_num_threads(1)
     model = ugtsr_x4_model() if sys.argv[1:] == ["x4"] else tiny_model()
@@ -62,7 +50,7 @@ def main() -> None:
         if name == "now":
             net, inp = to_fp16_with_fp32_islands(model), x
         else:
-            net, inp = policy_a(model), x.half()
+            net, inp = half_with_fp32_norms(model), x.half()
             if name == "swin":
                 net.encoder.swin = _F32(copy.deepcopy(model.encoder.swin))
                 net.quant_in = _F32(copy.deepcopy(model.quant_in))
