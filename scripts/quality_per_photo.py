@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
     for path in argv:
-        res = json.loads(open(path, encoding="utf-8").read())
+        res = json.loads(Path(path).read_text(encoding="utf-8"))
         acc: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
         for row in res["per_image"]:
             if row["psnr_y"] is None:

@@ -32,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = load_checkpoint(args.checkpoint)
         model = build_model(ckpt.config.replace(color_fix_sigma=args.sigma))
         model.load_state_dict(ckpt.state_dict)
-        meta = {k: v for k, v in ckpt.metadata.items()}
-        meta["color_fix_from"] = str(args.checkpoint)
+        meta = {**ckpt.metadata, "color_fix_from": str(args.checkpoint)}
         save_checkpoint(args.output, model, ema=ckpt.ema_state_dict, **meta)
     except (UGTSRError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

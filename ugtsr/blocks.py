@@ -109,7 +109,7 @@ def gaussian_lowpass(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     is two depthwise ``Conv`` per pass -- nothing that TensorRT or ONNX Runtime lacks -- and works on
     any image size, also smaller than the kernel. One pass blurs ``[x, ones]`` together.
     """
-    b, c = x.shape[:2]
+    c = x.shape[1]
     r = (kernel.numel() - 1) // 2
     k = kernel.to(x.dtype)
     ones = torch.ones_like(x[:, :1])
@@ -140,8 +140,7 @@ class ColorFix(nn.Module):
 
     def forward(self, sr: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
         lq = lq.to(sr.dtype)  # FP16 models: the decoder half (and so sr) is FP16, the input FP32
-        up = lq if self.scale == 1 else F.interpolate(lq, scale_factor=float(self.scale), mode="bilinear",
-                                                      align_corners=False)
+        up = F.interpolate(lq, scale_factor=float(self.scale), mode="bilinear", align_corners=False)
         return sr + gaussian_lowpass(up - sr, self.kernel)
 
     def extra_repr(self) -> str:

@@ -126,3 +126,13 @@ def random_image(h: int, w: int, channels: int | None, dtype=np.uint8, seed: int
     high = 65536 if dtype == np.uint16 else 256
     shape = (h, w) if channels is None else (h, w, channels)
     return rng.integers(0, high, size=shape, dtype=np.int64).astype(dtype)
+
+
+def load_script(name: str):
+    """A module from ``scripts/<name>.py`` (scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[2] / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -10,6 +10,8 @@ import pytest
 from runtime import Upscaler, default_model_path
 from runtime.infer import main as infer_main
 
+from .conftest import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
@@ -49,22 +51,14 @@ def test_shipped_onnx_matches_shipped_checkpoint():
     assert np.abs(np.clip(a["sr"], 0, 1) - np.clip(b["sr"], 0, 1)).max() <= 1e-4
 
 
-
 @pytest.fixture(scope="module")
 def held_out_photos(tmp_path_factory):
     """The model card's held-out photos (chelsea, coffee, flower), collected the way
     ``scripts/prepare_photos.py`` does from scikit-image and scikit-learn."""
     for mod in ("skimage", "sklearn", "scipy"):
         pytest.importorskip(mod, reason=f"the held-out photos / degradations need {mod} (extra 'train')")
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("prepare_photos", ROOT / "scripts" / "prepare_photos.py")
-    prep = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("prepare_photos", prep)
-    spec.loader.exec_module(prep)
     out = tmp_path_factory.mktemp("photos")
-    found = prep.collect(out)
+    found = load_script("prepare_photos").collect(out)
     if sorted(found.get("val", [])) != ["chelsea", "coffee", "flower"]:
         pytest.skip(f"held-out photos incomplete: {found.get('val')}")
     return out / "val"

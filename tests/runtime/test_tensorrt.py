@@ -4,7 +4,6 @@ Python binding (cuda-python or pycuda) or a CUDA device. The logic around Tensor
 without it in test_build_cli.py."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 import shutil
@@ -23,9 +22,10 @@ from runtime.cuda_mem import get_cuda_api  # noqa: E402
 from runtime.engine_meta import check_engine_fresh, read_sidecar, sidecar_path  # noqa: E402
 from ugtsr.errors import MissingDependencyError, UnsupportedInputError  # noqa: E402
 
+from .conftest import load_script  # noqa: E402
+
 pytestmark = [pytest.mark.trt, pytest.mark.gpu]
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _require_device() -> None:
@@ -40,10 +40,7 @@ def _require_device() -> None:
 @pytest.fixture(scope="module")
 def toys(tmp_path_factory) -> dict[str, str]:
     _require_device()
-    spec = importlib.util.spec_from_file_location("gpu_check", REPO / "scripts" / "gpu_check.py")
-    gpu_check = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu_check)
-    return gpu_check.make_toy_models(tmp_path_factory.mktemp("toys"))
+    return load_script("gpu_check").make_toy_models(tmp_path_factory.mktemp("toys"))
 
 
 def _ort(onnx_path: str, x: np.ndarray) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import PRESETS
+from ..config import PRESETS, UGTSRConfig
 from ..degrade import PIPELINES
 from ..errors import ConfigError
 from ..stages import STAGES, stage_config
@@ -93,13 +93,12 @@ class TrainOptions:
             bad(f"unknown --preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if PRESETS[self.preset].is_prior and self.stage != "prior":
             bad(f"--preset {self.preset} is an HQ prior; --stage {self.stage} needs an SR preset (e.g. tiny_x4)")
-        if self.color_fix is not None:
-            if self.stage == "prior":
-                bad("--color-fix applies to the SR stages (uncertainty, sr), not to the prior")
-            if not 0.0 <= self.color_fix <= 64.0:
-                bad(f"--color-fix must be in [0, 64] output pixels (0 = off), got {self.color_fix}")
-        if self.fidelity_gate and self.stage == "prior":
-            bad("--fidelity-gate applies to the SR stages (uncertainty, sr), not to the prior")
+        if (self.color_fix is not None or self.fidelity_gate) and self.stage == "prior":
+            bad("--color-fix and --fidelity-gate apply to the SR stages (uncertainty, sr), not to the prior")
+        try:  # the config validates the values (one place for their bounds)
+            self.model_preset()
+        except ConfigError as exc:
+            bad(f"--color-fix / --fidelity-gate: {exc}")
         for name in ("iters", "batch_size", "patch_size", "save_every", "log_every", "d_features"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -128,6 +127,16 @@ class TrainOptions:
             bad(f"--pipeline must be one of {', '.join(PIPELINES)}, got {self.pipeline!r}")
         self._check_stage_flags(bad)
         self._check_patch(bad)
+
+    def model_preset(self) -> UGTSRConfig:
+        """The preset with this run's model options applied (``--color-fix``, ``--fidelity-gate``)."""
+        changes: dict[str, Any] = {}
+        if self.color_fix is not None:
+            changes["color_fix_sigma"] = float(self.color_fix)
+        if self.fidelity_gate:
+            changes["fidelity_gate"] = True
+        preset = PRESETS[self.preset]
+        return preset.replace(**changes) if changes else preset
 
     def _check_stage_flags(self, bad: Any) -> None:
         if self.stage == "prior":

@@ -35,7 +35,6 @@ import torch
 from torch import nn
 
 from ..checkpoint import Checkpoint, save_checkpoint
-from ..config import PRESETS
 from ..data import HRPatchDataset, PairedDataset
 from ..errors import CheckpointError, ConfigError
 from ..losses import (
@@ -97,11 +96,7 @@ class Trainer:
         self.device = self.info.device
         if options.threads is not None:
             torch.set_num_threads(options.threads)
-        self.preset = PRESETS[options.preset]
-        if options.color_fix is not None:
-            self.preset = self.preset.replace(color_fix_sigma=float(options.color_fix))
-        if options.fidelity_gate:
-            self.preset = self.preset.replace(fidelity_gate=True)
+        self.preset = options.model_preset()
         self.config = stage_config(self.preset, options.stage)
         self.run_dir = Path(options.out)
 
