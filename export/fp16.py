@@ -11,7 +11,7 @@ The network runs in FP16 with FP32 islands where FP16 breaks UGTSR:
   input resolution and below, so it is the cheap part; the decoder (x2 to x8) stays FP16;
 * the whole matcher -- code distances, TopK, ArgMin and the Top-k fusion, whose output is
   re-quantized (eq. 8) -- with a float32 codebook; it works on the small latent grid;
-* softmax and the MDTA L2 norms (``ugtsr.blocks.softmax_fp32``, ``ugtsr.attention.MDTA``);
+* softmax and the MDTA L2 norms (``ugtsr.ops.softmax_fp32``, ``ugtsr.attention.MDTA``);
 * GroupNorm and LayerNorm (whole-image statistics overflow FP16 on large images) -- swapped here
   for subclasses that compute in float32.
 

@@ -1,4 +1,4 @@
-"""Write a copy of a checkpoint with the colour fix (``ugtsr.blocks.ColorFix``) switched on, changed or off.
+"""Write a copy of a checkpoint with the colour fix (``ugtsr.postfilters.ColorFix``) switched on, changed or off.
 
     python scripts/set_color_fix.py runs/s2/final.pt 4 -o runs/s2/final_cf4.pt
 

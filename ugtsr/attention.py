@@ -16,10 +16,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ChannelLayerNorm, softmax_fp32
+from .ops import softmax_fp32
 from .swin import window_merge, window_partition
 
-__all__ = ["MDTA", "GDFN", "RestormerBlock", "AlignAttention", "windowed_cross_attention"]
+__all__ = ["ChannelLayerNorm", "MDTA", "GDFN", "RestormerBlock", "AlignAttention", "windowed_cross_attention"]
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channel dim of a ``(B, C, H, W)`` map (Restormer's "WithBias" LN).
+
+    Written with plain reductions so it exports as ReduceMean/Sub/Mul/Sqrt for any opset.
+    """
+
+    def __init__(self, channels: int, *, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(dim=1, keepdim=True)
+        var = (x - mu).pow(2).mean(dim=1, keepdim=True)
+        x = (x - mu) / torch.sqrt(var + self.eps)
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
 
 
 class MDTA(nn.Module):

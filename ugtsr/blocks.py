@@ -1,27 +1,18 @@
-"""Convolutional building blocks of the FeMaSR backbone (femasr-facts.md section 2).
+"""Convolutional building blocks of the FeMaSR backbone: residual blocks, down and up stages.
 
-GroupNorm(groups, eps 1e-6) + SiLU pre-activation residual blocks, stride-2 down stages and
-nearest-upsampling up stages. Module names are this package's own; ``ugtsr.femasr`` maps FeMaSR's
-state-dict keys onto them.
+FeMaSR (Chen et al., "Real-World Blind Super-Resolution via Feature Matching with Implicit
+High-Resolution Priors", ACM MM 2022, arXiv 2202.13142; code: github.com/chaofengc/FeMaSR,
+``basicsr/archs/femasr_arch.py``): GroupNorm(groups, eps 1e-6) + SiLU pre-activation residual
+blocks, stride-2 down stages and nearest-upsampling up stages. Module names are this package's
+own; ``ugtsr.femasr`` maps FeMaSR's state-dict keys onto them.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ResBlock", "DownStage", "UpStage", "ChannelLayerNorm", "ColorFix", "FidelityGate", "gaussian_kernel1d",
-           "gaussian_lowpass", "bicubic_phase_taps", "bicubic_upsample", "upsample2x", "softmax_fp32"]
-
-def softmax_fp32(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Softmax computed in float32 and returned in the input dtype (an FP32 island in FP16 models;
-    a no-op cast for float32/float64)."""
-    if x.dtype in (torch.float16, torch.bfloat16):
-        return x.float().softmax(dim=dim).to(x.dtype)
-    return x.softmax(dim=dim)
-
+__all__ = ["ResBlock", "DownStage", "UpStage", "upsample2x"]
 
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:
@@ -70,148 +61,3 @@ class UpStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.res(self.conv(upsample2x(x)))
-
-
-class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channel dim of a ``(B, C, H, W)`` map (Restormer's "WithBias" LN).
-
-    Written with plain reductions so it exports as ReduceMean/Sub/Mul/Sqrt for any opset.
-    """
-
-    def __init__(self, channels: int, *, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = x.mean(dim=1, keepdim=True)
-        var = (x - mu).pow(2).mean(dim=1, keepdim=True)
-        x = (x - mu) / torch.sqrt(var + self.eps)
-        return x * self.weight[:, None, None] + self.bias[:, None, None]
-
-
-def gaussian_kernel1d(sigma: float, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Normalised 1-D Gaussian taps, radius ``ceil(3 sigma)`` (at least 1)."""
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma}")
-    radius = max(1, int(math.ceil(3.0 * sigma)))
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    return (k / k.sum()).to(dtype)
-
-
-def gaussian_lowpass(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur of ``(B, C, H, W)`` with *normalised convolution* at the borders.
-
-    Zero padding, then division by the blurred all-ones image: every output pixel is the
-    Gaussian-weighted mean of the pixels that exist (no reflection, no edge replication). The graph
-    is two depthwise ``Conv`` per pass -- nothing that TensorRT or ONNX Runtime lacks -- and works on
-    any image size, also smaller than the kernel. One pass blurs ``[x, ones]`` together.
-    """
-    c = x.shape[1]
-    r = (kernel.numel() - 1) // 2
-    k = kernel.to(x.dtype)
-    ones = torch.ones_like(x[:, :1])
-    y = torch.cat([x, ones], dim=1)
-    y = F.conv2d(y, k.view(1, 1, 1, -1).expand(c + 1, 1, 1, -1), padding=(0, r), groups=c + 1)
-    y = F.conv2d(y, k.view(1, 1, -1, 1).expand(c + 1, 1, -1, 1), padding=(r, 0), groups=c + 1)
-    return y[:, :c] / y[:, c:]
-
-
-class ColorFix(nn.Module):
-    """Take the output's low-frequency band from the input: ``sr + G(up(lq) - sr)``.
-
-    ``G`` is a Gaussian low-pass of ``sigma`` output pixels (:func:`gaussian_lowpass`) and ``up`` is
-    bilinear upsampling by ``scale``. The result keeps the network's band above the cut-off and
-    the input's band below it: colours and large-scale brightness then follow the LR image instead
-    of the codebook, whose few codes cannot represent them exactly. This is the "colour fix"
-    that generative SR methods apply to their outputs (StableSR's ``adain``/``wavelet`` colour fix,
-    here with a Gaussian split so that the graph stays two depthwise convolutions); in this
-    project it is part of the model -- trained through, exported in the ONNX graph.
-    ``sigma = 4`` at x4 is one LR pixel: low enough to leave the LR's noise and JPEG blocks out.
-    """
-
-    def __init__(self, scale: int, sigma: float) -> None:
-        super().__init__()
-        self.scale = int(scale)
-        self.sigma = float(sigma)
-        self.register_buffer("kernel", gaussian_kernel1d(self.sigma), persistent=False)
-
-    def forward(self, sr: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
-        lq = lq.to(sr.dtype)  # FP16 models: the decoder half (and so sr) is FP16, the input FP32
-        up = F.interpolate(lq, scale_factor=float(self.scale), mode="bilinear", align_corners=False)
-        return sr + gaussian_lowpass(up - sr, self.kernel)
-
-    def extra_repr(self) -> str:
-        return f"scale={self.scale}, sigma={self.sigma}"
-
-
-def bicubic_phase_taps(scale: int, a: float = -0.75) -> torch.Tensor:
-    """``(scale, 5)`` float64: the 5-tap filters (LR offsets -2..2) of bicubic upsampling by ``scale``.
-
-    Output pixel ``scale*i + p`` samples the input at ``i + (p + 0.5)/scale - 0.5`` (half-pixel
-    centres) with Keys' cubic of parameter ``a`` -- cv2's ``INTER_CUBIC`` (a = -0.75).
-    """
-    taps = torch.zeros(scale, 5, dtype=torch.float64)
-    for p in range(scale):
-        pos = (p + 0.5) / scale - 0.5
-        base = math.floor(pos)
-        for j in range(base - 1, base + 3):
-            d = abs(pos - j)
-            w = (a + 2) * d**3 - (a + 3) * d**2 + 1 if d <= 1 else a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a
-            taps[p, j + 2] += w
-    return taps
-
-
-def _replicate_pad2(x: torch.Tensor) -> torch.Tensor:
-    """Edge replication by 2 pixels on each side, as Slice + Concat (no Pad mode in the graph)."""
-    x = torch.cat([x[..., :1, :], x[..., :1, :], x, x[..., -1:, :], x[..., -1:, :]], dim=-2)
-    return torch.cat([x[..., :1], x[..., :1], x, x[..., -1:], x[..., -1:]], dim=-1)
-
-
-def bicubic_upsample(x: torch.Tensor, weight: torch.Tensor, scale: int) -> torch.Tensor:
-    """Bicubic upsampling of ``(B, C, h, w)`` by an integer ``scale`` as one grouped 5x5 ``Conv``
-    (one output channel per sub-pixel phase) and ``DepthToSpace``; ``weight`` from
-    :meth:`FidelityGate.bicubic_weight`. Equals cv2 ``INTER_CUBIC`` (edge-replicated borders), with
-    only operators TensorRT's ONNX parser takes (no ``Resize`` cubic mode)."""
-    c = x.shape[1]
-    y = F.conv2d(_replicate_pad2(x), weight.to(x.dtype).repeat(c, 1, 1, 1), groups=c)
-    return F.pixel_shuffle(y, scale)
-
-
-class FidelityGate(nn.Module):
-    """Per-pixel choice between the network's output and bicubic interpolation of the input.
-
-    ``out = sr + w * (bicubic(lq) - sr)`` with ``w = sigmoid(g([bicubic(lq), sr]))`` in (0, 1) from
-    three 3x3 convolutions. Where the LR is clean, its bicubic interpolation is the more faithful
-    estimate and the gate can lean on it; where the LR is noisy, blurred or compressed, on the
-    restoration. The last convolution starts at zero weight and bias -4 (w = 0.018), so a model
-    that gains the gate starts out as it was. Not in the paper (see README, "Fidelity gate").
-    """
-
-    def __init__(self, scale: int, hidden: int = 16) -> None:
-        super().__init__()
-        self.scale = int(scale)
-        self.body = nn.Sequential(nn.Conv2d(6, hidden, 3, padding=1), nn.SiLU(),
-                                  nn.Conv2d(hidden, hidden, 3, padding=1), nn.SiLU(),
-                                  nn.Conv2d(hidden, 1, 3, padding=1))
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.constant_(self.body[-1].bias, -4.0)
-        self.register_buffer("bicubic", self.bicubic_weight(self.scale), persistent=False)
-
-    @staticmethod
-    def bicubic_weight(scale: int) -> torch.Tensor:
-        """``(scale**2, 1, 5, 5)`` float32: channel ``py*scale + px`` holds the outer product of the
-        phase filters (:func:`bicubic_phase_taps`)."""
-        t = bicubic_phase_taps(scale)
-        w = torch.einsum("yi,xj->yxij", t, t).reshape(scale * scale, 1, 5, 5)
-        return w.float()
-
-    def weight_map(self, sr: torch.Tensor, bic: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.body(torch.cat([bic, sr], dim=1)))
-
-    def forward(self, sr: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
-        bic = bicubic_upsample(lq.to(sr.dtype), self.bicubic, self.scale)
-        return sr + self.weight_map(sr, bic) * (bic - sr)
-

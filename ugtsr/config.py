@@ -63,10 +63,10 @@ class UGTSRConfig:
     # per-pixel uncertainty head s = ln(theta) (eq. 2)
     uncertainty_head: bool = False
     uncertainty_hidden: int = 64
-    # output low band from the input (ugtsr.blocks.ColorFix): Gaussian sigma in output pixels, 0 = off.
+    # output low band from the input (ugtsr.postfilters.ColorFix): Gaussian sigma in output pixels, 0 = off.
     # Not in the paper; parameter-free; the shipped default model uses it.
     color_fix_sigma: float = 0.0
-    # per-pixel blend of the output with bicubic(lq) (ugtsr.blocks.FidelityGate); not in the paper
+    # per-pixel blend of the output with bicubic(lq) (ugtsr.postfilters.FidelityGate); not in the paper
     fidelity_gate: bool = False
 
     def __post_init__(self) -> None:

@@ -23,7 +23,7 @@ from torch import nn
 
 from . import codebook as cb
 from .attention import RestormerBlock
-from .blocks import softmax_fp32
+from .ops import softmax_fp32
 from .config import UGTSRConfig
 
 __all__ = ["Codebook", "MatchResult", "NearestMatcher", "TopKMatcher", "CodeFormerMatcher", "build_matcher"]

@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import AlignAttention
-from .blocks import ColorFix, DownStage, FidelityGate, UpStage
+from .blocks import DownStage, UpStage
 from .config import UGTSRConfig, get_config
 from .errors import UnsupportedInputError
 from .matching import Codebook, MatchResult, build_matcher
+from .postfilters import ColorFix, FidelityGate
 from .swin import SwinStack
 
 __all__ = ["UGTSROutput", "UGTSRNet", "Encoder", "Decoder", "UncertaintyHead", "build_model",

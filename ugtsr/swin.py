@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import softmax_fp32
+from .ops import softmax_fp32
 
 __all__ = ["WindowAttention", "SwinBlock", "SwinGroup", "SwinStack", "window_partition", "window_merge",
            "relative_position_index", "shifted_window_mask"]

@@ -1,4 +1,4 @@
-"""ColorFix: the output's low band from the LR input (ugtsr.blocks), in config, model and training."""
+"""ColorFix: the output's low band from the LR input (ugtsr.postfilters), in config, model and training."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import ugtsr
-from ugtsr.blocks import (
+from ugtsr.postfilters import (
     ColorFix,
     FidelityGate,
     bicubic_phase_taps,

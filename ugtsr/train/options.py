@@ -37,9 +37,9 @@ class TrainOptions:
     data: str
     out: str
     val: str | None = None
-    #: ColorFix sigma for the SR stages (None: the preset's, 0 for every preset); see ugtsr.blocks.ColorFix
+    #: ColorFix sigma for the SR stages (None: the preset's, 0 for every preset); see ugtsr.postfilters.ColorFix
     color_fix: float | None = None
-    #: add the FidelityGate (ugtsr.blocks) to the SR stages' model
+    #: add the FidelityGate (ugtsr.postfilters) to the SR stages' model
     fidelity_gate: bool = False
     iters: int = 200_000
     batch_size: int = 8
@@ -190,9 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", required=True, help=f"model preset: {', '.join(n for n, c in PRESETS.items() if not c.is_prior)}")
     g.add_argument("--color-fix", type=float, default=None, metavar="SIGMA",
                    help="take the output's low band (Gaussian SIGMA output pixels) from the LR input, in training "
-                        "and in the exported model (ugtsr.blocks.ColorFix; not in the paper); default: the preset's (off)")
+                        "and in the exported model (ugtsr.postfilters.ColorFix; not in the paper); default: the preset's (off)")
     g.add_argument("--fidelity-gate", action="store_true",
-                   help="add a learned per-pixel blend of the output with bicubic(LR) (ugtsr.blocks.FidelityGate; "
+                   help="add a learned per-pixel blend of the output with bicubic(LR) (ugtsr.postfilters.FidelityGate; "
                         "not in the paper)")
     g.add_argument("--data", required=True, help="folder of HR images (or with lq/ and gt/ sub-folders of pairs)")
     g.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, settings.json, TensorBoard)")
