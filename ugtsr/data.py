@@ -9,7 +9,9 @@ seed and the counter set by :meth:`set_epoch`, never on the call order or the wo
 ``set_epoch(e)`` before each pass. With DataLoader workers this needs ``persistent_workers=False`` (the
 default), because persistent workers keep their own copy of the dataset and never see the new epoch.
 
-Image decoding needs cv2 (extra ``train``); this module imports torch and numpy only at the top.
+Image decoding needs cv2 (extra ``train``) and goes through the runtime's checked reader
+(``ugtsr.degrade.read_image``: header size check and pixel limit before decoding); this module imports
+torch and numpy only at the top.
 """
 from __future__ import annotations
 
@@ -22,7 +24,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .degrade import IMAGE_EXTENSIONS, PIPELINES, SCALES, Pipeline, image_to_float, list_images, read_image
+from .degrade import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    PIPELINES,
+    SCALES,
+    Pipeline,
+    image_to_float,
+    list_images,
+    read_image,
+)
 from .errors import ConfigError, UnsupportedInputError
 
 __all__ = ["find_images", "augment", "HRPatchDataset", "PairedDataset"]
@@ -111,6 +122,8 @@ class HRPatchDataset(Dataset):
         seed: base seed (non-negative).
         length: virtual length (e.g. iterations x batch size); ``None`` = number of usable images.
         augment: random flips and transposes of the HR patch.
+        max_pixels: files of more pixels are skipped as unreadable, checked from the header before
+            decoding (default 4096 x 4096, as the runtime; ``None``: no limit).
 
     Images smaller than the patch are skipped (one warning with the count); unreadable files are
     skipped with a warning each. The counts are ``num_too_small`` and ``num_unreadable``. If nothing
@@ -127,6 +140,7 @@ class HRPatchDataset(Dataset):
         seed: int = 0,
         length: int | None = None,
         augment: bool = True,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         if scale not in SCALES:
             raise ConfigError(f"scale must be one of {SCALES}, got {scale!r}")
@@ -150,7 +164,7 @@ class HRPatchDataset(Dataset):
         self.num_unreadable = 0
         for path in find_images(self.root):
             try:
-                img = read_image(path)
+                img = read_image(path, max_pixels=max_pixels)
             except UnsupportedInputError as exc:
                 logger.warning("skipping unreadable image: %s", exc)
                 self.num_unreadable += 1
@@ -209,7 +223,8 @@ class PairedDataset(Dataset):
     ``augment`` (default: on when cropping).
 
     A GT must be ``scale`` times its LR up to the mod-crop remainder, else ``__getitem__`` raises
-    :class:`UnsupportedInputError` naming both files; so does an unreadable file. Files with no
+    :class:`UnsupportedInputError` naming both files; so does an unreadable file or one of more than
+    ``max_pixels`` pixels (default 4096 x 4096; ``None``: no limit). Files with no
     partner are left out with one warning (counted in ``num_unmatched``); two files with the same
     stem in one folder (``a.png``, ``a.jpg``) are a :class:`ConfigError`. Images are read on demand.
     """
@@ -224,6 +239,7 @@ class PairedDataset(Dataset):
         seed: int = 0,
         augment: bool | None = None,
         length: int | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         if not isinstance(scale, (int, np.integer)) or scale < 1:
             raise ConfigError(f"scale must be a positive integer, got {scale!r}")
@@ -237,6 +253,7 @@ class PairedDataset(Dataset):
         self.seed = _check_seed(seed)
         self.augment = self.patch_size is not None if augment is None else bool(augment)
         self.epoch = 0
+        self.max_pixels = max_pixels
 
         lq = self._by_stem(self.lq_dir)
         gt = self._by_stem(self.gt_dir)
@@ -274,8 +291,8 @@ class PairedDataset(Dataset):
         index = _item_index(int(index), self.length)
         k = index % len(self._pairs)
         lq_path, gt_path = self._pairs[k]
-        lq = image_to_float(read_image(lq_path))
-        gt = image_to_float(read_image(gt_path))
+        lq = image_to_float(read_image(lq_path, max_pixels=self.max_pixels))
+        gt = image_to_float(read_image(gt_path, max_pixels=self.max_pixels))
         s = self.scale
         lh, lw = lq.shape[:2]
         if gt.shape[0] // s != lh or gt.shape[1] // s != lw:

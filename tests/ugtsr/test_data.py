@@ -181,3 +181,39 @@ def test_paired_dataset_problems(pair_root: tuple[Path, Path], caplog: pytest.Lo
     _write(gt_dir / "p1.jpg", np.zeros((40, 48, 3), np.uint8))
     with pytest.raises(ConfigError, match="same name"):
         PairedDataset(lq_dir, gt_dir, scale=2)
+
+
+def _png_bomb(path: Path, width: int = 100_000, height: int = 100_000) -> None:
+    """A small valid PNG whose IHDR then claims ``width x height`` (CRC fixed up)."""
+    import struct
+    import zlib
+
+    ok, buf = cv2.imencode(".png", np.full((8, 8, 3), 128, np.uint8))
+    data = bytearray(buf.tobytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+
+
+def test_hr_patch_dataset_skips_a_header_bomb(hr_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 11 item 2: the loaders check the header size before decoding (was a raw cv2.error)."""
+    _png_bomb(hr_root / "bomb.png")
+    before = (hr_root / "bomb.png").read_bytes()
+    with caplog.at_level(logging.WARNING, logger="ugtsr.data"):
+        ds = HRPatchDataset(hr_root, scale=4, patch_size=64, pipeline="bicubic")
+    assert ds.num_images == 3 and ds.num_unreadable == 2  # corrupt.png and bomb.png
+    assert "bomb.png" in caplog.text and "100000x100000" in caplog.text
+    assert (hr_root / "bomb.png").read_bytes() == before
+    # max_pixels: a.png (96x96 = 9216) and chelsea (90x100 = 9000) are over 8999, coffee (100x80) is not
+    ds = HRPatchDataset(hr_root, scale=4, patch_size=64, pipeline=None, max_pixels=8999)
+    assert ds.num_images == 1 and [p.name for p in ds.paths] == ["coffee.jpg"]
+
+
+def test_paired_dataset_header_bomb_is_one_clear_error(pair_root: tuple[Path, Path]) -> None:
+    lq_dir, gt_dir = pair_root
+    _write(lq_dir / "big.png", np.zeros((8, 8, 3), np.uint8))
+    _png_bomb(gt_dir / "big.png")
+    ds = PairedDataset(lq_dir, gt_dir, scale=2)
+    with pytest.raises(UnsupportedInputError, match=r"big\.png: image is 100000x100000"):
+        ds[ds.names.index("big")]
+    assert ds[ds.names.index("p1")]["lq"].shape == (3, 20, 24)  # the others still load

@@ -321,6 +321,52 @@ def test_cli_corrupt_file_is_reported_once_and_skipped(
     assert sorted(_files(out)) == ["astronaut.png", "camera.png", "sub/coffee.png"]
 
 
+def _png_bomb(path: Path, width: int = 100_000, height: int = 100_000) -> None:
+    """A small valid PNG whose IHDR then claims ``width x height`` (CRC fixed up): a decompression bomb."""
+    import struct
+    import zlib
+
+    ok, buf = cv2.imencode(".png", np.full((8, 8, 3), 128, np.uint8))
+    data = bytearray(buf.tobytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+
+
+def test_cli_header_bomb_is_one_line_and_the_batch_goes_on(
+    hr_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 11 item 2: a PNG claiming 100000x100000 was a raw cv2.error traceback that ended the batch."""
+    _png_bomb(hr_dir / "bomb.png")
+    before = _files(hr_dir)
+    out, gt = tmp_path / "lr", tmp_path / "gt"
+    rc = cli.main([str(hr_dir), "-o", str(out), "--hr-out", str(gt), "--scale", "2", "--pipeline", "bicubic", "-q"])
+    assert rc == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "bomb.png" in err[0] and "100000x100000" in err[0] and "limit" in err[0]
+    assert sorted(_files(out)) == sorted(_files(gt)) == ["astronaut.png", "camera.png", "sub/coffee.png"]
+    assert _files(hr_dir) == before  # inputs untouched
+
+
+def test_cli_max_pixels(hr_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [str(hr_dir), "--scale", "2", "--pipeline", "bicubic", "-q"]
+    rc = cli.main([*args, "-o", str(tmp_path / "a"), "--max-pixels", "9100"])  # 96x96 = 9216 > 9100 >= 101x90
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 2 and "astronaut.png" in err[0] and "96x96" in err[0] and "camera.JPG" in err[1]
+    assert sorted(_files(tmp_path / "a")) == ["sub/coffee.png"]
+    assert cli.main([*args, "-o", str(tmp_path / "b"), "--max-pixels", "0"]) == 0  # 0 = no limit
+    assert cli.main([*args, "-o", str(tmp_path / "c"), "--max-pixels", "-1"]) == 2
+    assert "--max-pixels" in capsys.readouterr().err
+
+
+def test_degrade_pixel_limit_is_the_runtimes() -> None:
+    from runtime.imageio import DEFAULT_MAX_PIXELS
+    from ugtsr.degrade import DEFAULT_MAX_PIXELS as ours
+
+    assert ours == DEFAULT_MAX_PIXELS
+
+
 def test_cli_keeps_existing_outputs_unless_overwrite(hr_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "lr"
     args = [str(hr_dir), "-o", str(out), "--scale", "2", "--pipeline", "bsrgan", "-q"]

@@ -19,7 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._io import IMAGE_EXTENSIONS, float_to_image, image_to_float, list_images, read_image, write_png_atomic
+from ._io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    float_to_image,
+    image_to_float,
+    list_images,
+    read_image,
+    write_png_atomic,
+)
 from ._ops import (
     SCALES,
     DegradedPair,
@@ -65,6 +73,7 @@ __all__ = [
     "rng_from_key",
     # image files
     "IMAGE_EXTENSIONS",
+    "DEFAULT_MAX_PIXELS",
     "list_images",
     "read_image",
     "image_to_float",

@@ -9,6 +9,8 @@
 - Each image's random generator is seeded from ``(--seed, relative path)`` through SHA-256, so an
   image's LR depends neither on the file order nor on the other files, and a rerun is byte-identical.
 - Existing outputs are kept (the run resumes) unless ``--overwrite``.
+- Files are read through the runtime's checked reader: the size is checked from the header before
+  decoding, over ``--max-pixels`` (default 4096 x 4096) a file is refused without being decoded.
 - A file that cannot be read or degraded prints one line to stderr and is skipped; the others are
   written; the exit status is then 1. Outputs are written to a temp file and renamed, so an
   interrupted run leaves no partial image. Usage or setup errors exit with status 2.
@@ -24,7 +26,15 @@ import numpy as np
 
 from ..errors import ConfigError, UGTSRError, require
 from . import PIPELINES, SCALES
-from ._io import IMAGE_EXTENSIONS, float_to_image, image_to_float, list_images, read_image, write_png_atomic
+from ._io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    float_to_image,
+    image_to_float,
+    list_images,
+    read_image,
+    write_png_atomic,
+)
 from ._ops import rng_from_key
 
 __all__ = ["main"]
@@ -46,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hr-out", metavar="DIR", type=Path, default=None,
                    help="also write the mod-cropped HR images here, aligned with the LR")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs instead of skipping")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"refuse inputs of more than N pixels, checked from the header before decoding "
+                        f"(default {DEFAULT_MAX_PIXELS}; 0 = no limit)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary line")
     return p
 
@@ -66,6 +79,9 @@ def _check_folders(hr_dir: Path, lr_dir: Path, hr_out: Path | None) -> None:
 def _run(args: argparse.Namespace) -> int:
     hr_dir, lr_dir, hr_out = args.hr_dir, args.output, args.hr_out
     _check_folders(hr_dir, lr_dir, hr_out)
+    if args.max_pixels < 0:
+        raise ConfigError(f"--max-pixels must be >= 0 (0 = no limit), got {args.max_pixels}")
+    max_pixels = args.max_pixels or None
     tqdm = require("tqdm", extra="train", purpose="the progress bar").tqdm
     require("cv2", extra="train", purpose="reading and writing images")
 
@@ -96,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
             kept += 1
             continue
         try:
-            raw = read_image(path)
+            raw = read_image(path, max_pixels=max_pixels)
             rng = rng_from_key(args.seed, rel.as_posix())
             pair = pipeline(image_to_float(raw), scale=args.scale, rng=rng)
             write_png_atomic(lr_path, float_to_image(pair.lr, np.uint8))

@@ -1,8 +1,9 @@
 """Image files for the degradation CLI and the training datasets: scan, decode, write atomically.
 
-Decoded images are HWC **RGB** with exactly 3 channels in their stored dtype (uint8, uint16 or
-float32): grey is replicated to 3 channels and alpha is dropped. :func:`image_to_float` maps them to
-float32 in [0, 1] (uint16 / 65535, not / 255).
+Decoded images are HWC **RGB** with exactly 3 channels in their stored dtype (uint8 or uint16):
+grey is replicated to 3 channels and alpha is dropped. :func:`image_to_float` maps them to float32 in
+[0, 1] (uint16 / 65535, not / 255). Files are read through the runtime's checked reader
+(``runtime.imageio.read_image``: header size check and pixel limit before decoding).
 """
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UnsupportedInputError
 from ..fileio import atomic_write_bytes
 from ._ops import _cv2
 
@@ -20,6 +20,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "list_images",
     "read_image",
+    "DEFAULT_MAX_PIXELS",
     "image_to_float",
     "float_to_image",
     "write_png_atomic",
@@ -53,36 +54,31 @@ def list_images(root: str | os.PathLike[str], *, exclude: Iterable[str | os.Path
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode an image file to ``(H, W, 3)`` RGB in its stored dtype (uint8 / uint16 / float32).
+#: default pixel limit of :func:`read_image`, 4096 x 4096: the runtime's ``DEFAULT_MAX_PIXELS`` (a test checks)
+DEFAULT_MAX_PIXELS = 4096 * 4096
 
-    Raises :class:`UnsupportedInputError` naming the file if it cannot be read or decoded.
+
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to ``(H, W, 3)`` RGB in its stored dtype (uint8 or uint16).
+
+    Reads through ``runtime.imageio.read_image``: the format is judged by content, the size is checked
+    from the header *before* decoding (a PNG claiming 100000x100000 is refused without allocating it),
+    truncated files are refused and the EXIF orientation is applied. ``max_pixels`` bounds
+    ``width * height`` (default 4096 x 4096; ``None``: no limit). Grey is replicated to
+    3 channels, alpha is dropped.
+
+    Raises :class:`UnsupportedInputError`, one line naming the file, for every bad file.
     """
-    cv2 = _cv2()
+    from runtime.imageio import read_image as _read_checked  # lazy: ugtsr imports only torch/numpy at top
+
     path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode: non-ASCII paths work
-    except OSError as exc:
-        raise UnsupportedInputError(f"{path}: cannot read file ({exc.strerror or exc})") from exc
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if img is None:
-        raise UnsupportedInputError(f"{path}: not a decodable image (corrupt or unsupported format)")
-    if img.dtype not in (np.uint8, np.uint16, np.float32):
-        if img.dtype == np.float64:
-            img = img.astype(np.float32)
-        else:
-            raise UnsupportedInputError(f"{path}: unsupported pixel type {img.dtype}")
+    img = _read_checked(path, max_pixels=max_pixels)
     if img.ndim == 2:
         img = img[..., None]
-    channels = img.shape[2]
-    if channels in (1, 2):  # grey (+ alpha)
-        img = np.repeat(img[..., :1], 3, axis=2)
-    elif channels in (3, 4):  # BGR(A) -> RGB, alpha dropped
+    if img.shape[2] == 1:  # grey
+        img = np.repeat(img, 3, axis=2)
+    else:  # BGR(A) -> RGB, alpha dropped
         img = img[..., 2::-1]
-    else:
-        raise UnsupportedInputError(f"{path}: unsupported number of channels ({channels})")
-    if img.shape[0] == 0 or img.shape[1] == 0:
-        raise UnsupportedInputError(f"{path}: empty image")
     return np.ascontiguousarray(img)
 
 
