@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from ugtsr.errors import UGTSRError, UnsupportedInputError, require
-from ugtsr.fileio import atomic_write_bytes
-
 from . import _formats
+from . import files as _files
+from .files import IMAGE_EXTENSIONS, WRITE_FORMATS
 
 __all__ = [
     "read_image",
@@ -55,10 +55,6 @@ DEFAULT_MAX_PIXELS = 4096 * 4096
 #: images with a side below this are refused: a 1-pixel row or column has no spatial context to
 #: super-resolve (and cannot be reflect-padded). Sides from 2 up to the model's ``min_size`` are padded.
 MIN_IMAGE_SIDE = 2
-#: extensions :func:`write_image` understands, mapped to the format it writes
-WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP", ".tif": "TIFF", ".tiff": "TIFF"}
-#: extensions picked up when a folder is given to the CLI
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm", ".pnm")
 
 
 def _cv2():
@@ -283,13 +279,5 @@ def write_image(path: str | os.PathLike, img: np.ndarray, *, quality: int = 95, 
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UGTSRError(f"{path}: cannot create the folder {path.parent} ({exc.strerror or exc})") from None
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as exc:
-        raise UGTSRError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    """Write ``data`` to ``path`` atomically (see :func:`runtime.files.write_bytes_atomic`)."""
+    _files.write_bytes_atomic(path, data)

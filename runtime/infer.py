@@ -1,29 +1,37 @@
-"""Command line: ``python -m runtime.infer INPUT... -o OUT_DIR [options]``.
+"""Command line: ``python -m runtime.infer INPUT... [-o OUT_DIR] [options]`` (also ``ugtsr-infer``).
 
 Inputs are image files, folders (their images, non-recursively: files with an image extension, hidden
-files skipped) and glob patterns (expanded here, so quoted patterns such as ``'photos/*.jpg'`` work too).
-Each output is ``OUT_DIR/<stem><suffix>.<ext>``; ``--ext auto`` keeps the input's format where it can
-hold the result (BMP/GIF/PNM inputs, and alpha or 16-bit images that JPEG/WebP cannot store, are written
-as PNG). ``--save-uncertainty`` also writes ``<stem><suffix>_uncertainty.png``: the model's per-pixel
-``s = ln theta`` (mean over RGB) normalised per image between its 1st and 99th percentiles and coloured with ``COLORMAP_INFERNO``
-(bright = less certain; the colours are not comparable across images).
+files skipped) and glob patterns (expanded here, so quoted patterns such as ``'photos/*.jpg'`` work too),
+given as arguments or with ``-i/--input``. Each output is ``OUT_DIR/<stem>[_<suffix>].<ext>``
+(``OUT_DIR`` defaults to ``results/``); ``--ext auto`` keeps the input's format where it can hold the
+result (BMP/GIF/PNM inputs, and alpha or 16-bit images that JPEG/WebP cannot store, are written as PNG).
+``--save-uncertainty`` also writes ``<stem>[_<suffix>]_uncertainty.png``: the model's per-pixel
+``s = ln theta`` (mean over RGB) normalised per image between its 1st and 99th percentiles and coloured
+with ``COLORMAP_INFERNO`` (bright = less certain; the colours are not comparable across images).
 
-Rules: an input file is never overwritten (even with ``--overwrite``); an existing output is skipped
-unless ``--overwrite``; outputs are written atomically (no partial files). Every bad input gets exactly
-one line on stderr naming the file and the problem, and the batch goes on.
+Real-ESRGAN's ``inference_realesrgan.py`` spellings work too: ``-i``, ``-o``, ``-n/--model-name``,
+``-s`` (outscale), ``-t`` (tile), ``--tile_pad``, ``-g/--gpu-id``, ``--fp32``, ``--suffix out``.
+
+Rules (``runtime.files``): no input file is ever written over, whichever input would produce it (same
+name, another input's output name, hard links, symlinks; even with ``--overwrite``); an existing output
+is skipped unless ``--overwrite``; outputs are written atomically (no partial files); temporary files of
+earlier killed runs are removed. Every bad input gets exactly one line on stderr naming the file and the
+problem, and the batch goes on. Ctrl-C / SIGTERM drop the image in progress (nothing partial is left),
+print the summary and exit 130 / 143.
 
 Exit status: 0 when every input was processed or skipped, 1 when any input failed (or the output folder
-cannot be created), 2 for usage errors and models that cannot be loaded.
+cannot be created), 2 for usage errors and models that cannot be loaded, 130 / 143 when interrupted.
 """
 from __future__ import annotations
 
 import argparse
-import glob
+import contextlib
 import logging
-import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,36 +39,57 @@ import numpy as np
 from ugtsr.errors import UGTSRError, require
 
 from .backends import BACKENDS
-from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, WRITE_FORMATS, read_image, write_image
+from .files import (
+    InputSet,
+    collect_inputs,
+    display,
+    ensure_folder,
+    output_path,
+    remove_stale_temp_files,
+)
+from .imageio import DEFAULT_MAX_PIXELS, read_image, write_image
+from .models import DEFAULT_MODEL, SHIPPED_MODELS, models_folder, shipped_model_path
 from .tiling import BLEND_MODES
 from .upscaler import Upscaler
 
-__all__ = ["main", "collect_inputs", "output_path", "uncertainty_heatmap"]
+__all__ = ["main", "collect_inputs", "output_path", "uncertainty_heatmap", "join_suffix", "DEFAULT_OUTPUT"]
 
-logger = logging.getLogger(__name__)
+# not __name__: under ``python -m`` that is "__main__", outside the "runtime" logger the CLI listens to
+logger = logging.getLogger("runtime.infer")
 
 _EXT_CHOICES = ("auto", "png", "jpg", "webp", "tif")
+DEFAULT_OUTPUT = "results"
+_EXIT_FOR_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m runtime.infer",
         description="Super-resolve images with a UGTSR model (ONNX Runtime, TensorRT or PyTorch).",
-        epilog="Exit status: 0 all processed or skipped, 1 some input failed, 2 usage or model error.",
+        epilog="Exit status: 0 all processed or skipped, 1 some input failed, 2 usage or model error, "
+               "130/143 interrupted (SIGINT/SIGTERM).",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (non-recursive) or glob patterns")
-    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder (created if needed)")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files, folders (non-recursive) or glob patterns")
+    p.add_argument("-i", "--input", action="append", default=[], metavar="INPUT", dest="more_inputs",
+                   help="an input (file, folder or pattern) as a flag; may be repeated")
+    p.add_argument("-o", "--output", default=DEFAULT_OUTPUT, metavar="OUT_DIR",
+                   help=f"output folder (created if needed; default {DEFAULT_OUTPUT}/)")
     p.add_argument("--model", metavar="PATH", help="model: .onnx, .pt/.pth or .plan/.engine (default: the shipped model)")
+    p.add_argument("-n", "--model-name", "--model_name", dest="model_name", metavar="NAME",
+                   help=f"a shipped model by name (default {DEFAULT_MODEL}; see --list-models)")
+    p.add_argument("--list-models", action="store_true", help="list the shipped models and exit")
     p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), help="default: by model extension")
-    p.add_argument("--tile", type=int, default=None, metavar="N",
+    p.add_argument("-t", "--tile", type=int, default=None, metavar="N",
                    help="tile size in input pixels; 0 = off; default: automatic (no tiling when it fits in memory)")
-    p.add_argument("--tile-pad", type=int, default=32, metavar="N", help="context around each tile (default 32)")
+    p.add_argument("--tile-pad", "--tile_pad", dest="tile_pad", type=int, default=32, metavar="N",
+                   help="context around each tile (default 32)")
     p.add_argument("--batch-size", type=int, default=1, metavar="N", help="tiles per model call (default 1)")
     p.add_argument("--blend", default="feather", choices=BLEND_MODES, help="tile blending (default feather)")
-    p.add_argument("--outscale", type=float, default=None, metavar="X",
+    p.add_argument("-s", "--outscale", type=float, default=None, metavar="X",
                    help="final scale relative to the input (default: the model's scale)")
     p.add_argument("--ext", default="auto", choices=_EXT_CHOICES, help="output format (default: like the input)")
-    p.add_argument("--suffix", default="", metavar="S", help="appended to each output stem (default: none)")
+    p.add_argument("--suffix", default="", metavar="S",
+                   help="added to each output stem: 'out' gives photo_out.png ('_x4' or '-x4' are used as given)")
     p.add_argument("--quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality 1-100 (default 95)")
     p.add_argument("--alpha-upsampler", default="linear", choices=("linear", "model"),
                    help="how to upscale an alpha channel (default linear)")
@@ -72,69 +101,21 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--providers", default=None, metavar="LIST",
                    help="ONNX Runtime providers, comma-separated: cpu, cuda, tensorrt or full names (default cpu)")
     p.add_argument("--device", default=None, metavar="DEV", help="cpu, cuda or cuda:N")
-    p.add_argument("--fp16", action="store_true", help="half precision (torch backend; TensorRT provider)")
+    p.add_argument("-g", "--gpu-id", "--gpu_id", dest="gpu_id", type=int, default=None, metavar="N",
+                   help="GPU index (same as --device cuda:N)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true",
+                           help="half precision (torch backend on CUDA; ONNX Runtime's TensorRT provider)")
+    precision.add_argument("--fp32", action="store_true", help="full precision (the default; for Real-ESRGAN habits)")
     p.add_argument("--threads", type=int, default=None, metavar="N", help="ONNX Runtime intra-op threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars and no summary; errors only")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     return p
 
 
-def collect_inputs(specs: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Expand files, folders (non-recursive) and glob patterns into a de-duplicated, ordered file list.
-
-    Returns ``(files, problems)``; a problem is a one-line message for a pattern that matches nothing.
-    Paths that do not exist are kept, so that reading them reports the missing file.
-    """
-    files: list[Path] = []
-    problems: list[str] = []
-
-    def folder_images(folder: Path) -> list[Path]:
-        found = sorted(f for f in folder.iterdir()
-                       if not f.name.startswith(".") and f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
-        if not found:
-            logger.warning("%s: folder contains no images (%s)", folder, ", ".join(IMAGE_EXTENSIONS))
-        return found
-
-    for spec in specs:
-        path = Path(spec)
-        if path.is_dir():
-            files.extend(folder_images(path))
-        elif path.exists():
-            files.append(path)
-        elif any(ch in spec for ch in "*?["):
-            matches = sorted(glob.glob(spec))
-            if not matches:
-                problems.append(f"{spec}: no files match this pattern")
-            for match in matches:
-                m = Path(match)
-                files.extend(folder_images(m) if m.is_dir() else [m])
-        else:
-            files.append(path)
-    unique: list[Path] = []
-    seen: set[str] = set()
-    for f in files:
-        key = os.path.realpath(f)
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique, problems
-
-
-def output_path(src: Path, out_dir: Path, *, ext: str, suffix: str, image: np.ndarray | None = None) -> Path:
-    """``out_dir/<stem><suffix>.<ext>``; ``ext="auto"`` keeps a writable input extension.
-
-    With ``image``, a format that cannot hold it (alpha or 16-bit in JPEG, 16-bit in WebP) becomes PNG.
-    """
-    if ext == "auto":
-        chosen = src.suffix.lower() if src.suffix.lower() in WRITE_FORMATS else ".png"
-    else:
-        chosen = "." + ext
-    if image is not None:
-        fmt = WRITE_FORMATS[chosen]
-        has_alpha = image.ndim == 3 and image.shape[2] == 4
-        if (fmt == "JPEG" and (has_alpha or image.dtype != np.uint8)) or (fmt == "WebP" and image.dtype != np.uint8):
-            chosen = ".png"
-    return out_dir / f"{src.stem}{suffix}{chosen}"
+def join_suffix(suffix: str) -> str:
+    """``"out"`` -> ``"_out"`` (Real-ESRGAN's ``<name>_<suffix>``); ``"_x4"``, ``"-x4"``, ``".sr"`` as given."""
+    return "_" + suffix if suffix and suffix[0].isalnum() else suffix
 
 
 def uncertainty_heatmap(unc: np.ndarray) -> np.ndarray:
@@ -150,11 +131,39 @@ def uncertainty_heatmap(unc: np.ndarray) -> np.ndarray:
     return cv2.applyColorMap(np.rint(norm * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
 
 
-def _same_file(a: Path, b: Path) -> bool:
+class _Interrupted(BaseException):
+    """Raised in the main thread by SIGINT / SIGTERM (BaseException: no ``except Exception`` eats it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """While active, the first SIGINT or SIGTERM raises :class:`_Interrupted`; later ones are ignored
+    so that cleanup and the summary are not interrupted themselves. Main thread only (elsewhere a
+    KeyboardInterrupt is still handled as SIGINT)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        if not fired:
+            fired.append(signum)
+            raise _Interrupted(signum)
+
+    previous = {}
+    for sig in _EXIT_FOR_SIGNAL:
+        with contextlib.suppress(ValueError, OSError):
+            previous[sig] = signal.signal(sig, handler)
     try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
+        yield
+    finally:
+        for sig, old in previous.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, old)
 
 
 class _Reporter:
@@ -171,10 +180,12 @@ class _Reporter:
 
     def write(self, msg: str, *, err: bool = True) -> None:
         stream = sys.stderr if err else sys.stdout
+        line = display(msg)  # a newline in a file name must not split the line
         if self.tqdm is not None:
-            self.tqdm.write(msg, file=stream)
+            self.tqdm.write(line, file=stream)
         else:
-            print(msg, file=stream)
+            print(line, file=stream)
+        stream.flush()
 
     def fail(self, msg: str) -> None:
         self.failed += 1
@@ -204,7 +215,7 @@ def _tile_progress(reporter: _Reporter, name: str):
             return
         bar = state.get("bar")
         if bar is None:
-            bar = state["bar"] = reporter.tqdm(total=total, desc=f"  {name}", unit="tile", leave=False,
+            bar = state["bar"] = reporter.tqdm(total=total, desc=f"  {display(name)}", unit="tile", leave=False,
                                                disable=None)  # None: no bar when stderr is not a terminal
         bar.update(done - bar.n)
         if done >= total:
@@ -213,77 +224,156 @@ def _tile_progress(reporter: _Reporter, name: str):
     return update
 
 
-def _collides(src: Path, out: Path, produced: dict[str, Path], reporter: _Reporter) -> bool:
-    other = produced.get(os.path.realpath(out))
-    if other is not None:
-        reporter.fail(f"{src}: output {out} was already written for {other} in this run "
-                      "(same name; use --suffix or separate runs)")
-    return other is not None
+class _Batch:
+    """One run's state: the protected inputs and the outputs written so far."""
 
+    def __init__(self, args: argparse.Namespace, up: Upscaler, out_dir: Path, inputs: InputSet,
+                 reporter: _Reporter) -> None:
+        self.args, self.up, self.out_dir, self.inputs, self.reporter = args, up, out_dir, inputs, reporter
+        self.suffix = join_suffix(args.suffix)
+        self.produced: dict[str, Path] = {}
 
-def _process_one(src: Path, up: Upscaler, args: argparse.Namespace, out_dir: Path,
-                 produced: dict[str, Path], reporter: _Reporter) -> None:
-    provisional = output_path(src, out_dir, ext=args.ext, suffix=args.suffix)
-    if _collides(src, provisional, produced, reporter):
-        return
-    if provisional.exists() and not args.overwrite and not _same_file(provisional, src):
-        reporter.skip(f"{src}: output {provisional} exists (use --overwrite)")
-        return
-    image = read_image(src, max_pixels=args.max_pixels or None)
-    out = output_path(src, out_dir, ext=args.ext, suffix=args.suffix, image=image)
-    if args.ext != "auto" and out.suffix != "." + args.ext:
-        logger.warning("%s: %s cannot store this image (alpha or 16-bit); writing %s", src, args.ext, out.name)
-    heat = out.with_name(f"{out.stem}_uncertainty.png") if args.save_uncertainty else None
-    for target in (out, heat):
-        if target is not None and _same_file(target, src):
-            reporter.fail(f"{src}: refusing to overwrite the input file (use another -o folder or a --suffix)")
+    def _refused(self, src: Path, target: Path) -> bool:
+        """Fail ``src`` when ``target`` is an input of this run or an output already written by it."""
+        victim = self.inputs.which(target)
+        if victim is not None:
+            self.reporter.fail(f"{src}: refusing to overwrite the input file {victim} with the output {target} "
+                               "(inputs are never overwritten: use another -o folder or a --suffix)")
+            return True
+        other = self.produced.get(str(target.resolve()))
+        if other is not None:
+            self.reporter.fail(f"{src}: output {target} was already written for {other} in this run "
+                               "(same name; use --suffix or separate runs)")
+            return True
+        return False
+
+    def process(self, src: Path) -> None:
+        args, reporter = self.args, self.reporter
+        provisional = output_path(src, self.out_dir, ext=args.ext, suffix=self.suffix)
+        if self._refused(src, provisional):
             return
-    if _collides(src, out, produced, reporter):
-        return
-    existing = [t for t in (out, heat) if t is not None and t.exists()]
-    if existing and not args.overwrite:
-        reporter.skip(f"{src}: output {existing[0]} exists (use --overwrite)")
-        return
-    progress = _tile_progress(reporter, src.name)
-    if heat is not None:
-        result, unc = up.upscale_with_uncertainty(image, progress=progress)
-    else:
-        result, unc = up.upscale(image, progress=progress), None
-    write_image(out, result, quality=args.quality)
-    if heat is not None and unc is not None:
-        try:
-            write_image(heat, uncertainty_heatmap(unc))
-        except BaseException:
-            out.unlink(missing_ok=True)  # no half-done pair
-            raise
-    produced[os.path.realpath(out)] = src
-    reporter.processed += 1
+        if provisional.exists() and not args.overwrite:
+            reporter.skip(f"{src}: output {provisional} exists (use --overwrite)")
+            return
+        image = read_image(src, max_pixels=args.max_pixels or None)
+        out = output_path(src, self.out_dir, ext=args.ext, suffix=self.suffix, image=image)
+        if args.ext != "auto" and out.suffix != "." + args.ext:
+            logger.warning("%s: %s cannot store this image (alpha or 16-bit); writing %s", src, args.ext, out.name)
+        heat = out.with_name(f"{out.stem}_uncertainty.png") if args.save_uncertainty else None
+        for target in (out, heat):
+            if target is not None and target != provisional and self._refused(src, target):
+                return
+        existing = [t for t in (out, heat) if t is not None and t.exists()]
+        if existing and not args.overwrite:
+            reporter.skip(f"{src}: output {existing[0]} exists (use --overwrite)")
+            return
+        progress = _tile_progress(reporter, src.name)
+        if heat is not None:
+            result, unc = self.up.upscale_with_uncertainty(image, progress=progress)
+        else:
+            result, unc = self.up.upscale(image, progress=progress), None
+        del image
+        # the targets are checked again right before writing: another process may have made one a link
+        for target in (out, heat):
+            if target is not None and self._refused(src, target):
+                return
+        write_image(out, result, quality=args.quality)
+        if heat is not None and unc is not None:
+            try:
+                write_image(heat, uncertainty_heatmap(unc))
+            except BaseException:
+                out.unlink(missing_ok=True)  # no half-done pair
+                raise
+        for target in (out, heat):
+            if target is not None:
+                self.produced[str(target.resolve())] = src
+        reporter.processed += 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 some input failed, 2 usage or model error)."""
-    args = _build_parser().parse_args(argv)
+    """Run the CLI; returns the exit status (0 ok, 1 some input failed, 2 usage or model error,
+    130 / 143 interrupted by SIGINT / SIGTERM)."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.list_models:
+        return _list_models()
+    args.inputs = [*args.inputs, *args.more_inputs]
+    if not args.inputs:
+        parser.error("no INPUT given (image files, folders or patterns, or -i INPUT)")
+    if args.model and args.model_name:
+        parser.error("use either --model PATH or -n/--model-name NAME, not both")
     reporter = _Reporter(args.quiet)
     handler = _LogHandler(reporter)
     package_logger = logging.getLogger("runtime")
     package_logger.addHandler(handler)
+    start = time.perf_counter()
+    state: dict = {"files": 0, "out_dir": Path(args.output)}
     try:
-        return _run(args, reporter)
+        with _signals_interrupt():
+            return _run(args, reporter, state)
+    except (_Interrupted, KeyboardInterrupt) as exc:
+        signum = exc.signum if isinstance(exc, _Interrupted) else signal.SIGINT
+        name = signal.Signals(signum).name
+        done = reporter.processed + reporter.skipped + reporter.failed
+        left = max(0, state["files"] - done)
+        reporter.write(f"interrupted: {name}; the image in progress was dropped (no partial file), "
+                       f"{left} not processed")
+        if not args.quiet:
+            _summary(reporter, start, state["out_dir"])
+        return _EXIT_FOR_SIGNAL.get(signum, 130)
     finally:
         package_logger.removeHandler(handler)
 
 
-def _run(args: argparse.Namespace, reporter: _Reporter) -> int:
-    for name in ("tile_pad", "batch_size", "max_pixels"):
-        if getattr(args, name) < 0 or (name == "batch_size" and args.batch_size < 1):
-            reporter.write(f"error: --{name.replace('_', '-')} must be {'>= 1' if name == 'batch_size' else '>= 0'}")
-            return 2
+def _list_models() -> int:
+    folder = models_folder()
+    for name, model in SHIPPED_MODELS.items():
+        files = [f for f in (model.onnx, model.checkpoint) if f]
+        present = ", ".join(f if (folder / f).is_file() else f"{f} (missing)" for f in files)
+        default = " [default]" if name == DEFAULT_MODEL else ""
+        print(f"{name}{default}: x{model.scale}, {model.description}; files: {present}")
+    return 0
+
+
+def _summary(reporter: _Reporter, start: float, out_dir: Path) -> None:
+    elapsed = time.perf_counter() - start
+    reporter.write(f"done: {reporter.processed} processed, {reporter.skipped} skipped, {reporter.failed} failed "
+                   f"in {elapsed:.1f} s -> {out_dir}", err=False)
+
+
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    for name in ("tile_pad", "max_pixels"):
+        if getattr(args, name) < 0:
+            return f"--{name.replace('_', '-')} must be >= 0"
+    if args.batch_size < 1:
+        return "--batch-size must be >= 1"
     if not 1 <= args.quality <= 100:
-        reporter.write("error: --quality must be in [1, 100]")
+        return "--quality must be in [1, 100]"
+    if args.gpu_id is not None:
+        if args.gpu_id < 0:
+            return "-g/--gpu-id must be >= 0"
+        if args.device not in (None, "cuda", f"cuda:{args.gpu_id}"):
+            return f"-g/--gpu-id {args.gpu_id} contradicts --device {args.device}"
+        args.device = f"cuda:{args.gpu_id}"
+    return None
+
+
+def _model_path(args: argparse.Namespace) -> str | None:
+    if args.model:
+        return args.model
+    if args.model_name or args.backend == "torch":
+        return str(shipped_model_path(args.model_name or DEFAULT_MODEL, backend=args.backend))
+    return None  # Upscaler's default (the shipped ONNX model)
+
+
+def _run(args: argparse.Namespace, reporter: _Reporter, state: dict) -> int:
+    problem = _usage_problem(args)
+    if problem:
+        reporter.write(f"error: {problem}")
         return 2
     start = time.perf_counter()
     try:
-        up = Upscaler(args.model, backend=args.backend, tile=args.tile, tile_pad=args.tile_pad,
+        up = Upscaler(_model_path(args), backend=args.backend, tile=args.tile, tile_pad=args.tile_pad,
                       batch_size=args.batch_size, outscale=args.outscale, device=args.device,
                       providers=args.providers, fp16=args.fp16, threads=args.threads, blend=args.blend,
                       alpha_upsampler=args.alpha_upsampler)
@@ -297,42 +387,51 @@ def _run(args: argparse.Namespace, reporter: _Reporter) -> int:
             return 2
         out_dir = Path(args.output)
         try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            reporter.write(f"error: {out_dir}: cannot create the output folder ({exc.strerror or exc})")
+            ensure_folder(out_dir)
+        except UGTSRError as exc:
+            reporter.write(f"error: {str(exc).replace('cannot create the folder', 'cannot create the output folder')}")
             return 1
+        remove_stale_temp_files(out_dir)
         files, problems = collect_inputs(args.inputs)
+        state["files"] = len(files) + len(problems)
         for problem in problems:
             reporter.fail(problem)
         if not files and not problems:
             reporter.write("error: no input images found")
             return 1
-        produced: dict[str, Path] = {}
+        batch = _Batch(args, up, out_dir, InputSet(files), reporter)
         bar = None
         if reporter.tqdm is not None and not args.quiet and len(files) > 1:
             bar = reporter.tqdm(total=len(files), unit="img", desc="upscaling", disable=None)
-        for src in files:
-            try:
-                _process_one(src, up, args, out_dir, produced, reporter)
-            except UGTSRError as exc:
-                msg = str(exc)
-                reporter.fail(msg if str(src) in msg else f"{src}: {msg}")
-            except MemoryError:
-                reporter.fail(f"{src}: out of memory (try a smaller --tile or --max-pixels)")
-            except Exception as exc:  # one line per input, never a traceback (unless --debug)
-                if args.debug:
-                    raise
-                reporter.fail(f"{src}: unexpected error ({type(exc).__name__}: {' '.join(str(exc).split())}); "
-                              "rerun with --debug for details")
+        try:
+            for src in files:
+                _process_reporting(batch, src)
+                if bar is not None:
+                    bar.update(1)
+        finally:
             if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-    elapsed = time.perf_counter() - start
+                bar.close()
     if not args.quiet:
-        reporter.write(f"done: {reporter.processed} processed, {reporter.skipped} skipped, {reporter.failed} failed "
-                       f"in {elapsed:.1f} s -> {out_dir}", err=False)
+        reporter.write(f"done: {reporter.processed} processed, {reporter.skipped} skipped, {reporter.failed} "
+                       f"failed in {time.perf_counter() - start:.1f} s -> {out_dir}", err=False)
     return 1 if reporter.failed else 0
+
+
+def _process_reporting(batch: _Batch, src: Path) -> None:
+    """Process one input; any problem becomes one ``error:`` line (a traceback only with --debug)."""
+    reporter = batch.reporter
+    try:
+        batch.process(src)
+    except UGTSRError as exc:
+        msg = str(exc)
+        reporter.fail(msg if str(src) in msg else f"{src}: {msg}")
+    except MemoryError:
+        reporter.fail(f"{src}: out of memory (try a smaller --tile or --max-pixels)")
+    except Exception as exc:  # one line per input, never a traceback (unless --debug)
+        if batch.args.debug:
+            raise
+        reporter.fail(f"{src}: unexpected error ({type(exc).__name__}: {' '.join(str(exc).split())}); "
+                      "rerun with --debug for details")
 
 
 if __name__ == "__main__":

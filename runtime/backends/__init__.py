@@ -6,6 +6,7 @@ torch or TensorRT only for the backend it builds, so ``import runtime.backends``
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,8 @@ __all__ = ["Backend", "ModelInfo", "BACKENDS", "check_lq", "model_info_from_meta
            "load_backend"]
 
 BACKENDS = ("onnxruntime", "torch", "tensorrt")
+logger = logging.getLogger(__name__)
+
 _EXTENSIONS = {".onnx": "onnxruntime", ".pt": "torch", ".pth": "torch", ".plan": "tensorrt", ".engine": "tensorrt"}
 
 
@@ -84,12 +87,25 @@ def load_backend(
         options = dict(trt_options or {})
         if fp16:
             options.setdefault("trt_fp16_enable", True)
-        return OnnxRuntimeBackend(model, providers=providers, device_id=device_id, threads=threads,
-                                  trt_options=options)
+        opened = OnnxRuntimeBackend(model, providers=providers, device_id=device_id, threads=threads,
+                                    trt_options=options)
+        if fp16 and "TensorrtExecutionProvider" not in opened.providers:
+            logger.warning("%s: fp16 has no effect on ONNX Runtime's %s (only its TensorRT provider builds FP16 "
+                           "engines; an ONNX model's precision is fixed at export, python -m export.onnx "
+                           "--precision fp16); running the model as exported (%s)", model, opened.providers[0],
+                           opened.info.precision)
+        return opened
     if name == "torch":
         from .torch import TorchBackend
 
+        if fp16 and kind == "cpu":
+            logger.warning("%s: fp16 has no effect on the CPU (the torch backend runs half precision on CUDA "
+                           "only); running in float32", model)
+            fp16 = False
         return TorchBackend(model, device=device or "cpu", half=fp16)
+    if fp16:
+        logger.warning("%s: fp16 has no effect on a TensorRT engine (its precision is fixed when it is built)",
+                       model)
     # TensorRT: written separately; imported by module path so a CPU install never touches it
     try:
         module = importlib.import_module("runtime.backends.tensorrt")

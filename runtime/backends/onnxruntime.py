@@ -109,15 +109,19 @@ def resolve_providers(
         wanted.insert(names.index("TensorrtExecutionProvider") + 1,
                       ("CUDAExecutionProvider", {"device_id": device_id}))
     result: list[tuple[str, dict[str, str]]] = []
+    missing: list[str] = []
     for full, opts in wanted:
         if full not in available:
-            logger.warning("ONNX Runtime provider %s is not available in this onnxruntime build "
-                           "(available: %s); falling back", full, ", ".join(available))
+            missing.append(full)
             continue
         if full not in [r[0] for r in result]:
             result.append((full, {k: str(v) for k, v in opts.items()}))
     if "CPUExecutionProvider" not in [r[0] for r in result]:
         result.append(("CPUExecutionProvider", {}))
+    if missing:
+        logger.warning("ONNX Runtime provider %s %s not available in this onnxruntime build (available: %s); "
+                       "using %s instead", ", ".join(missing), "is" if len(missing) == 1 else "are",
+                       ", ".join(available), ", ".join(r[0] for r in result))
     return result
 
 

@@ -203,3 +203,66 @@ def test_output_path_and_heatmap():
     heat = uncertainty_heatmap(np.array([[0.0, 1.0], [2.0, np.nan]], np.float32))
     assert heat.shape == (2, 2, 3) and heat.dtype == np.uint8
     assert uncertainty_heatmap(np.ones((3, 3), np.float32)).shape == (3, 3, 3)  # constant map: no div by 0
+
+
+def _digest(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_no_input_is_overwritten_by_another_inputs_output(tmp_path, nearest_model, capsys):
+    """Issue 11 item 1: photo.bmp's output photo.png is the input photo.png -- refused, both ways."""
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    assert cv2.imwrite(str(folder / "photo.bmp"), random_image(8, 8, 3))
+    write_image(folder / "photo.png", random_image(8, 8, 3, seed=1))
+    before = _digest(folder)
+    rc = main([str(folder), "-o", str(folder), "--model", str(nearest_model), "--overwrite"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert _digest(folder) == before  # nothing replaced, nothing added
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 2 and all("refusing to overwrite the input file" in line for line in lines)
+    assert any("photo.bmp" in line.split(":")[1] for line in lines)
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_an_output_that_is_a_link_to_an_input_is_refused(tmp_path, nearest_model, capsys, link):
+    src = write_image(tmp_path / "in" / "x.png", random_image(8, 8, 3))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.png").symlink_to(src) if link == "symlink" else os.link(src, out / "x.png")
+    before = src.read_bytes()
+    rc = main([str(src), "-o", str(out), "--model", str(nearest_model), "--overwrite"])
+    assert rc == 1 and "refusing to overwrite the input file" in capsys.readouterr().err
+    assert src.read_bytes() == before and (out / "x.png").read_bytes() == before
+
+
+def test_realesrgan_spellings_and_default_output(tmp_path, nearest_model, capsys, monkeypatch):
+    src = write_image(tmp_path / "photo.png", random_image(8, 10, 3))
+    monkeypatch.chdir(tmp_path)
+    rc = main(["-i", str(src), "--model", str(nearest_model), "-s", "2", "-t", "0", "--tile_pad", "4",
+               "--suffix", "out", "--fp32"])
+    assert rc == 0, capsys.readouterr().err
+    assert read_image(tmp_path / "results" / "photo_out.png").shape == (16, 20, 3)
+
+
+def test_model_name_and_list_models(tmp_path, capsys):
+    assert main(["--list-models"]) == 0
+    out = capsys.readouterr().out
+    assert "ugtsr_tiny_x4 [default]" in out and "ugtsr_tiny_x4.onnx" in out
+    src = write_image(tmp_path / "x.png", random_image(8, 8, 3))
+    assert main([str(src), "-o", str(tmp_path / "o"), "-n", "no_such_model"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model name 'no_such_model'" in err and "ugtsr_tiny_x4" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit):
+        main([str(src), "-n", "ugtsr_tiny_x4", "--model", "m.onnx"])
+
+
+def test_gpu_id_without_a_gpu_says_what_it_fell_back_to(tmp_path, nearest_model, capsys):
+    src = write_image(tmp_path / "x.png", random_image(8, 8, 3))
+    rc = main([str(src), "-o", str(tmp_path / "o"), "--model", str(nearest_model), "-g", "0", "--fp16"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "CUDAExecutionProvider is not available" in err and "using CPUExecutionProvider" in err
+    assert "fp16 has no effect" in err
+    assert all(line.startswith("warning: ") for line in err.splitlines())
