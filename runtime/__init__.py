@@ -21,11 +21,13 @@ from .imageio import (
     write_image,
 )
 from .padding import crop, pad_to_multiple
+from .remote import RemoteUpscaler
 from .tiling import choose_tile, tile_grid, tile_process
 from .upscaler import DEFAULT_MODEL_NAME, Upscaler, default_model_path
 
 __all__ = [
     "Upscaler",
+    "RemoteUpscaler",
     "ModelInfo",
     "Backend",
     "load_backend",

@@ -78,6 +78,10 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--model-name", "--model_name", dest="model_name", metavar="NAME",
                    help=f"a shipped model by name (default {DEFAULT_MODEL}; see --list-models)")
     p.add_argument("--list-models", action="store_true", help="list the shipped models and exit")
+    p.add_argument("--server", default=None, metavar="HOST:PORT",
+                   help="upscale on a Triton server (python -m runtime.serve) instead of a local model")
+    p.add_argument("--protocol", default="grpc", choices=("grpc", "http"),
+                   help="with --server: gRPC (Triton port 8001, default) or HTTP (port 8000)")
     p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), help="default: by model extension")
     p.add_argument("-t", "--tile", type=int, default=None, metavar="N",
                    help="tile size in input pixels; 0 = off; default: automatic (no tiling when it fits in memory)")
@@ -349,6 +353,8 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return "--batch-size must be >= 1"
     if not 1 <= args.quality <= 100:
         return "--quality must be in [1, 100]"
+    if args.server and (args.model or args.model_name or args.outscale is not None):
+        return "--server uses the server's model at its scale: drop --model, --model-name and --outscale"
     if args.gpu_id is not None:
         if args.gpu_id < 0:
             return "-g/--gpu-id must be >= 0"
@@ -373,10 +379,13 @@ def _run(args: argparse.Namespace, reporter: _Reporter, state: dict) -> int:
         return 2
     start = time.perf_counter()
     try:
-        up = Upscaler(_model_path(args), backend=args.backend, tile=args.tile, tile_pad=args.tile_pad,
-                      batch_size=args.batch_size, outscale=args.outscale, device=args.device,
-                      providers=args.providers, fp16=args.fp16, threads=args.threads, blend=args.blend,
-                      alpha_upsampler=args.alpha_upsampler)
+        if args.server:  # the model, tiling and backend are the server's
+            up = Upscaler(server=args.server, protocol=args.protocol)
+        else:
+            up = Upscaler(_model_path(args), backend=args.backend, tile=args.tile, tile_pad=args.tile_pad,
+                          batch_size=args.batch_size, outscale=args.outscale, device=args.device,
+                          providers=args.providers, fp16=args.fp16, threads=args.threads, blend=args.blend,
+                          alpha_upsampler=args.alpha_upsampler)
     except UGTSRError as exc:
         reporter.write(f"error: {exc}")
         return 2

@@ -78,7 +78,21 @@ class Upscaler:
         alpha_upsampler: ``"linear"`` (cv2.resize) or ``"model"``.
         memory_fraction: share of the free memory automatic tiling may plan for.
         bytes_per_pixel: override :func:`estimate_bytes_per_pixel`.
+        server, protocol: ``Upscaler(server="HOST:PORT", protocol="grpc"|"http")`` returns a
+            :class:`runtime.remote.RemoteUpscaler` (same methods) that upscales on a Triton server
+            (``python -m runtime.serve``); the model and the tile options are then the server's.
     """
+
+    def __new__(cls, *args: Any, server: str | None = None, protocol: str = "grpc", **kwargs: Any) -> Any:
+        if server is None:
+            return super().__new__(cls)
+        if args or kwargs:
+            raise UnsupportedInputError(
+                f"Upscaler(server=...) takes no model or options ({', '.join([*map(repr, args), *kwargs])}): "
+                "the server's model and tile settings apply (python -m runtime.serve MODEL --tile ...)")
+        from .remote import RemoteUpscaler
+
+        return RemoteUpscaler(server, protocol=protocol)
 
     def __init__(
         self,
@@ -98,6 +112,8 @@ class Upscaler:
         alpha_upsampler: str = "linear",
         memory_fraction: float = 0.5,
         bytes_per_pixel: float | None = None,
+        server: None = None,
+        protocol: str = "grpc",
     ) -> None:
         if tile is not None and tile < 0:
             raise UnsupportedInputError(f"tile must be >= 0 (0 = no tiling), got {tile}")
