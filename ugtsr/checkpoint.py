@@ -8,7 +8,9 @@ Layout (a dict saved with ``torch.save``)::
 
 Reading uses ``torch.load(weights_only=True)``: a file with pickled code is refused, never executed.
 Every problem (missing, truncated, corrupt, foreign, unsafe, mismatched) raises
-:class:`~ugtsr.errors.CheckpointError` whose message starts with the file name.
+:class:`~ugtsr.errors.CheckpointError` whose message starts with the file name and says what the
+file is (an ONNX model, a TensorRT engine, an image, a truncated zip, FeMaSR weights...:
+:mod:`ugtsr.filekind`).
 """
 from __future__ import annotations
 
@@ -20,18 +22,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__
+from . import __version__, filekind
 from .config import UGTSRConfig
 from .errors import CheckpointError, ConfigError
 from .fileio import atomic_open
 from .model import UGTSRNet
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "atomic_torch_save",
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "atomic_torch_save", "read_torch_file",
            "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "ugtsr-checkpoint"
 FORMAT_VERSION = 1
 _PLAIN = (str, int, float, bool, type(None))
+#: state-dict key prefixes of FeMaSR generators (github.com/chaofengc/FeMaSR, basicsr/archs/femasr_arch.py)
+_FEMASR_KEYS = ("multiscale_encoder.", "quantize_group.", "after_quant_group.", "decoder_group.")
 
 
 @dataclass
@@ -112,6 +116,41 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:240]
 
 
+def read_torch_file(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU, with one :class:`CheckpointError` line saying
+    what the file is when it is not a readable PyTorch file (an ONNX model, a TensorRT engine, an
+    image, an empty file, a truncated zip, a pickle with code...; see :mod:`ugtsr.filekind`)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not a file")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(filekind.HEAD_BYTES)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not head:
+        raise CheckpointError(f"{path}: empty file (0 bytes)")
+    foreign = filekind.foreign_format(head, path.suffix.lower())
+    if foreign:
+        raise CheckpointError(f"{path}: {foreign}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for foreign bytes; explain, never execute
+        raise CheckpointError(f"{path}: {filekind.diagnose_load_failure(path, exc)}") from None
+
+
+def _looks_like_femasr(obj: Any) -> bool:
+    if not isinstance(obj, dict):
+        return False
+    for key in ("params_ema", "params"):
+        if isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    return any(isinstance(k, str) and k.removeprefix("module.").startswith(_FEMASR_KEYS) for k in obj)
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a UGTSR checkpoint safely; see the module docstring for what is rejected."""
     path = Path(path)
@@ -119,20 +158,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: no such file")
     if not path.is_file():
         raise CheckpointError(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: empty file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        msg = _first_line(exc)
-        if "weights_only" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
-            raise CheckpointError(f"{path}: refused: the file contains pickled Python objects (code), "
-                                  "not plain weights; it was not executed") from None
-        raise CheckpointError(f"{path}: corrupt, truncated or not a PyTorch file ({type(exc).__name__}: {msg})") from None
+    obj = read_torch_file(path)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         hint = ""
-        if isinstance(obj, dict) and ("params" in obj or "multiscale_encoder.in_conv.weight" in obj):
-            hint = " (it looks like FeMaSR weights: use ugtsr.femasr.load_femasr)"
+        if _looks_like_femasr(obj):
+            hint = " (it holds FeMaSR weights: load them with ugtsr.femasr.load_femasr)"
         raise CheckpointError(f"{path}: not a UGTSR checkpoint{hint}")
     version = obj.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:

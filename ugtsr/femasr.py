@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import key_problems
+from .checkpoint import FORMAT, key_problems, read_torch_file
 from .config import PRESETS, UGTSRConfig
 from .errors import CheckpointError
 from .model import UGTSRNet, build_model
@@ -177,12 +177,9 @@ def from_femasr_state_dict(state_dict: Mapping[str, torch.Tensor], *, scale: int
 def read_femasr_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a FeMaSR ``.pth`` safely (``weights_only=True``): ``params_ema`` > ``params`` > raw dict."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncation, foreign formats: never execute anything
-        raise CheckpointError(f"{path}: not a loadable weights file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+    obj = read_torch_file(path)  # never executes pickled code; says what a foreign file is
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        raise CheckpointError(f"{path}: is a UGTSR checkpoint, not FeMaSR weights: load it with ugtsr.load_model")
     if isinstance(obj, dict):
         for k in ("params_ema", "params"):
             if isinstance(obj.get(k), dict):

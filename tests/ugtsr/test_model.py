@@ -208,7 +208,7 @@ def test_corrupt_truncated_foreign_checkpoints(tmp_path):
     sd.pop("decoder.out_conv.bias")
     torch.save({"format": "ugtsr-checkpoint", "format_version": 1, "config": ck.config.to_dict(),
                 "state_dict": sd}, tmp_path / "missing.pt")
-    for name, needle in [("trunc.pt", "corrupt"), ("empty.pt", "empty"), ("text.pt", "corrupt"),
+    for name, needle in [("trunc.pt", "corrupt"), ("empty.pt", "empty"), ("text.pt", "text file"),
                          ("femasr.pth", "load_femasr"), ("badcfg.pt", "config"), ("nope.pt", "no such file"),
                          ("missing.pt", "decoder.out_conv.bias")]:
         with pytest.raises(CheckpointError) as err:
