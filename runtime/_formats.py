@@ -7,6 +7,11 @@ Small byte-level parsers (no Pillow needed) so that :func:`runtime.imageio.read_
   their own messages and return ``None`` or a half-grey image),
 - apply the EXIF orientation that ``cv2.IMREAD_UNCHANGED`` ignores for JPEG, PNG (``eXIf``) and WebP.
   (For TIFF, OpenCV's decoder applies the orientation tag itself, so it is not applied twice.)
+- :func:`inspect` validates the container structure per file (PNG chunk CRCs, IEND and the inflated
+  IDAT size; TIFF directories, strips and channels; GIF blocks and frames; BMP/PNM/WebP sizes) and
+  names what a decoder would drop (GIF frames, TIFF pages, APNG frames, extra channels), so the
+  decoders get only data they decode without printing anything -- no process-wide stderr capture,
+  which is not thread-safe (issue 10 section 5).
 
 Every function takes the whole file as ``bytes`` and never raises on malformed data: it returns
 ``None``/a problem string/orientation 1, and the decoder gets the final word.
@@ -16,10 +21,11 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["sniff_format", "unsupported_format", "header_size", "completeness_problem",
+__all__ = ["sniff_format", "unsupported_format", "header_size", "completeness_problem", "inspect", "Inspection",
            "exif_orientation", "apply_orientation", "SUPPORTED_FORMATS"]
 
 #: formats the runtime reads (all through OpenCV)
@@ -290,3 +296,231 @@ def completeness_problem(fmt: str, data: bytes) -> str | None:
     if fmt == "GIF":
         return None if data.rstrip(b"\x00").endswith(b";") else "truncated (no GIF trailer)"
     return None
+
+
+# ---- structural inspection (thread-safe: pure functions of the bytes) ------------------------------
+@dataclass
+class Inspection:
+    """What :func:`inspect` found: a fatal ``problem`` (or ``None``), ``warnings`` about data the decoder
+    will drop, and the bytes to decode (PNG: without ancillary chunks libpng would warn about)."""
+
+    problem: str | None
+    data: bytes
+    warnings: list[str] = field(default_factory=list)
+
+
+# PNG chunks the decoder needs (OpenCV ignores colour management, text and time chunks; libpng warns
+# about malformed ones on stderr, e.g. "iCCP: known incorrect sRGB profile")
+_PNG_KEEP = {b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_raw_size(width: int, height: int, bits: int, color: int, interlace: int) -> int | None:
+    channels = _PNG_CHANNELS.get(color)
+    if channels is None or bits not in (1, 2, 4, 8, 16):
+        return None
+
+    def rows(w: int, h: int) -> int:
+        return 0 if w == 0 or h == 0 else h * (1 + (w * channels * bits + 7) // 8)
+
+    if interlace == 0:
+        return rows(width, height)
+    return sum(rows(max(0, (width - x0 + dx - 1) // dx), max(0, (height - y0 + dy - 1) // dy))
+               for x0, y0, dx, dy in _ADAM7)
+
+
+def _inspect_png(data: bytes) -> Inspection:
+    problem = _png_problem(data)
+    if problem:
+        return Inspection(problem, data)
+    kept = [data[:8]]
+    inflater = zlib.decompressobj()
+    inflated = 0
+    ihdr = None
+    frames = None
+    try:
+        for ctype, payload, _ok in _png_chunks(data):
+            if ctype == b"IHDR":
+                ihdr = struct.unpack(">IIBBBBB", payload[:13]) if len(payload) >= 13 else None
+            elif ctype == b"acTL" and len(payload) >= 8:
+                frames = struct.unpack(">I", payload[:4])[0]
+            elif ctype == b"IDAT" and not inflater.eof:
+                inflated += len(inflater.decompress(payload))
+                while inflater.unconsumed_tail:  # never reached without max_length; kept for clarity
+                    inflated += len(inflater.decompress(inflater.unconsumed_tail))
+            if ctype in _PNG_KEEP:
+                kept.append(struct.pack(">I", len(payload)) + ctype + payload + zlib.crc32(ctype + payload).to_bytes(4, "big"))
+        inflated += len(inflater.flush())
+    except zlib.error as exc:
+        return Inspection(f"corrupt (the compressed image data is invalid: {exc})", data)
+    if ihdr is None:
+        return Inspection("corrupt (no IHDR chunk)", data)
+    expected = _png_raw_size(ihdr[0], ihdr[1], ihdr[2], ihdr[3], ihdr[6])
+    if expected is not None and inflated < expected:
+        return Inspection(f"truncated or corrupt (the image data holds {inflated:,} of {expected:,} bytes)", data)
+    if not inflater.eof:
+        return Inspection("truncated or corrupt (the compressed image data does not end)", data)
+    result = Inspection(None, b"".join(kept))
+    if expected is not None and inflated > expected:
+        result.warnings.append(f"{inflated - expected:,} bytes of extra image data ignored")
+    if frames and frames > 1:
+        result.warnings.append(f"animated PNG: the default image is used, {frames} animation frames dropped")
+    return result
+
+
+def _inspect_gif(data: bytes) -> Inspection:
+    """Walk the GIF blocks (GIF89a specification): complete sub-block chains up to the trailer."""
+    n = len(data)
+    if n < 13:
+        return Inspection("truncated (no logical screen descriptor)", data)
+    flags = data[10]
+    pos = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)
+    frames = 0
+
+    def skip_sub_blocks(p: int) -> int:
+        while p < n:
+            size = data[p]
+            p += 1 + size
+            if size == 0:
+                return p
+        return -1
+
+    while pos < n:
+        block = data[pos]
+        if block == 0x3B:  # trailer
+            break
+        if block == 0x21:  # extension: label, sub-blocks
+            pos = skip_sub_blocks(pos + 2)
+        elif block == 0x2C:  # image descriptor, local colour table, LZW code size, sub-blocks
+            if pos + 10 > n:
+                pos = -1
+            else:
+                lflags = data[pos + 9]
+                pos += 10 + (3 * 2 ** ((lflags & 7) + 1) if lflags & 0x80 else 0) + 1
+                pos = skip_sub_blocks(pos) if pos <= n else -1
+                frames += 1
+        else:
+            return Inspection(f"corrupt (unknown block 0x{block:02x} at byte {pos})", data)
+        if pos < 0:
+            return Inspection("truncated (a data block is cut off)", data)
+    else:
+        return Inspection("truncated (no GIF trailer)", data)
+    if frames == 0:
+        return Inspection("corrupt (no image in the file)", data)
+    result = Inspection(None, data)
+    if frames > 1:
+        result.warnings.append(f"animated GIF: the first of {frames} frames is used, {frames - 1} dropped")
+    return result
+
+
+_TIFF_TYPES = {1: ("B", 1), 3: ("H", 2), 4: ("I", 4), 16: ("Q", 8)}  # BYTE, SHORT, LONG, LONG8 (BigTIFF)
+
+
+def _tiff_ifds(data: bytes) -> tuple[list[dict[int, list[int]]], str | None]:
+    """The integer tags of every directory (classic and BigTIFF) and a structural problem, if any."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = data[2:4] in (b"+\x00", b"\x00+")
+    try:
+        offset = struct.unpack(order + ("Q" if big else "I"), data[8:16] if big else data[4:8])[0]
+    except struct.error:
+        return [], "truncated (no image directory)"
+    ifds: list[dict[int, list[int]]] = []
+    seen: set[int] = set()
+    entry_size, count_fmt, value_len = (20, "Q", 8) if big else (12, "H", 4)
+    while offset and len(ifds) < 10000:
+        if offset in seen:
+            return ifds, "corrupt (the image directories form a loop)"
+        seen.add(offset)
+        head = struct.calcsize(count_fmt)
+        if offset + head > len(data):
+            return ifds, "truncated (an image directory lies beyond the end of the file)"
+        (count,) = struct.unpack(order + count_fmt, data[offset:offset + head])
+        end = offset + head + entry_size * count
+        if end + value_len > len(data):
+            return ifds, "truncated (an image directory is cut off)"
+        tags: dict[int, list[int]] = {}
+        for i in range(count):
+            e = data[offset + head + entry_size * i: offset + head + entry_size * (i + 1)]
+            tag, typ = struct.unpack(order + "HH", e[:4])
+            (num,) = struct.unpack(order + ("Q" if big else "I"), e[4:12] if big else e[4:8])
+            if typ not in _TIFF_TYPES or num > 1 << 20:
+                continue
+            code, size = _TIFF_TYPES[typ]
+            field_bytes = e[12:] if big else e[8:]
+            if num * size <= value_len:
+                raw = field_bytes[:num * size]
+            else:
+                (ptr,) = struct.unpack(order + ("Q" if big else "I"), field_bytes)
+                if ptr + num * size > len(data):
+                    return ifds, "truncated (a directory entry points beyond the end of the file)"
+                raw = data[ptr:ptr + num * size]
+            tags[tag] = list(struct.unpack(order + code * num, raw))
+        ifds.append(tags)
+        (offset,) = struct.unpack(order + ("Q" if big else "I"), data[end:end + value_len])
+    return ifds, None
+
+
+def _inspect_tiff(data: bytes) -> Inspection:
+    ifds, problem = _tiff_ifds(data)
+    if not ifds:
+        return Inspection(problem or "corrupt (no image directory)", data)
+    if problem and len(ifds) == 1:
+        return Inspection(problem, data)
+    tags = ifds[0]
+    samples = tags.get(277, [1])[0]
+    bits = tags.get(258, [1])
+    sample_format = tags.get(339, [1])[0]
+    photometric = tags.get(262, [None])[0]
+    if sample_format == 3:
+        return Inspection(f"unsupported pixel type float{bits[0]} (a floating-point TIFF; only 8-bit and 16-bit "
+                          "unsigned integer images are supported)", data)
+    if samples > 4:
+        return Inspection(f"TIFF with {samples} channels per pixel; supported: 1 to 4 (gray, gray+alpha, RGB, RGBA)",
+                          data)
+    if photometric == 5 and max(bits) > 8:
+        return Inspection(f"{max(bits)}-bit CMYK TIFF is not supported (convert it to RGB)", data)
+    offsets = tags.get(273) or tags.get(324)  # strips or tiles
+    counts = tags.get(279) or tags.get(325)
+    if offsets and counts and len(offsets) == len(counts):
+        if any(o + c > len(data) for o, c in zip(offsets, counts)):
+            return Inspection("truncated (image data lies beyond the end of the file)", data)
+    result = Inspection(None, data)
+    if problem:
+        result.warnings.append(f"only the first page is read; the file is {problem.split(' (')[0]} after it")
+    elif len(ifds) > 1:
+        result.warnings.append(f"multi-page TIFF: the first of {len(ifds)} pages is used, {len(ifds) - 1} dropped")
+    if photometric in (0, 1) and samples > 1:
+        result.warnings.append(f"gray TIFF with {samples - 1} extra channel(s): only the gray channel is used")
+    return result
+
+
+def _inspect_pnm(data: bytes) -> Inspection:
+    text = re.sub(rb"#[^\n]*", b" ", data[:4096])
+    m = re.match(rb"P([1-6])\s+(\d+)\s+(\d+)\s+(?:(\d+)\s)?", text)
+    if m is None:
+        return Inspection("corrupt (bad PNM header)", data)
+    kind = int(m.group(1))
+    # offsets in ``text`` equal those in ``data`` only without comments in the header
+    if kind in (5, 6) and m.group(4) is not None and b"#" not in data[:m.end()]:
+        w, h, maxval = int(m.group(2)), int(m.group(3)), int(m.group(4))
+        need = w * h * (3 if kind == 6 else 1) * (2 if maxval > 255 else 1)
+        if len(data) - m.end() < need:
+            return Inspection(f"truncated (the pixel data holds {len(data) - m.end():,} of {need:,} bytes)", data)
+    return Inspection(None, data)
+
+
+def inspect(fmt: str, data: bytes) -> Inspection:
+    """Validate the container of a ``fmt`` file (see :class:`Inspection`); never raises on bad data."""
+    try:
+        if fmt == "PNG":
+            return _inspect_png(data)
+        if fmt == "GIF":
+            return _inspect_gif(data)
+        if fmt == "TIFF":
+            return _inspect_tiff(data)
+        if fmt == "PNM":
+            return _inspect_pnm(data)
+        return Inspection(completeness_problem(fmt, data), data)
+    except (struct.error, IndexError, ValueError, OverflowError) as exc:
+        return Inspection(f"corrupt (malformed {fmt} structure: {type(exc).__name__})", data)

@@ -202,17 +202,23 @@ def ensure_folder(folder: str | os.PathLike) -> Path:
             otherwise the OS reason (permission denied, read-only file system, ...).
     """
     folder = Path(folder)
-    for part in (folder, *folder.parents):
-        if part.exists() or part.is_symlink():
-            if not part.is_dir():
-                raise UGTSRError(f"{display(folder)}: cannot create the folder: Not a directory "
-                                 f"({display(part)} is a file)")
-            break
+    blocker = _file_in_the_way(folder)
+    if blocker is not None:
+        raise UGTSRError(f"{display(folder)}: cannot create the folder: Not a directory "
+                         f"({display(blocker)} is a file)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UGTSRError(f"{display(folder)}: cannot create the folder ({exc.strerror or exc})") from None
     return folder
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The nearest existing part of ``folder`` when it is not a folder (``mkdir`` would say "File exists")."""
+    for part in (folder, *folder.parents):
+        if part.exists() or part.is_symlink():
+            return None if part.is_dir() else part
+    return None
 
 
 def _lock(fd: int, *, blocking: bool) -> bool:
@@ -237,7 +243,14 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
             The temporary file is removed; an existing ``path`` is left as it was.
     """
     path = Path(path)
-    ensure_folder(path.parent)
+    blocker = _file_in_the_way(path.parent)
+    if blocker is not None:
+        raise UGTSRError(f"{display(path)}: cannot write: Not a directory ({display(blocker)} is a file)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UGTSRError(f"{display(path)}: cannot create the folder {display(path.parent)} "
+                         f"({exc.strerror or exc})") from None
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)

@@ -8,31 +8,31 @@ An *image* here is what ``cv2.imread(path, cv2.IMREAD_UNCHANGED)`` returns: gray
 unreadable, empty, not an image, an unsupported format, truncated, corrupt, over the pixel limit,
 float or other pixel types), the pixel limit checked from the header *before* decoding
 (decompression bombs), and EXIF orientation applied (``IMREAD_UNCHANGED`` ignores it for JPEG, PNG
-and WebP; OpenCV applies it itself for TIFF). Messages that libpng/libjpeg print while decoding are
-captured and folded into that one error or one logged warning, not left on stderr.
+and WebP; OpenCV applies it itself for TIFF). Thread-safe, with no process-wide stderr redirect
+(issue 10 section 5): each file's container is validated first (:func:`runtime._formats.inspect`), so
+libpng/libtiff/OpenCV get only data they decode without complaint, and JPEG is decoded with
+libjpeg-turbo through simplejpeg, which raises on a truncated scan instead of printing a warning.
+Data a decoder drops (GIF frames, TIFF pages, extra channels) gets one logged warning.
 
 :func:`write_image` is atomic: it encodes in memory, writes a temporary file in the target folder and
 ``os.replace``-s it, so a failure never leaves a partial file.
 
-No Pillow: the header parsers live in :mod:`runtime._formats`.
+No Pillow: the header and structure parsers live in :mod:`runtime._formats`.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import sys
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ugtsr.errors import UGTSRError, UnsupportedInputError, require
+
 from . import _formats
 from . import files as _files
-from .files import IMAGE_EXTENSIONS, WRITE_FORMATS
+from .files import IMAGE_EXTENSIONS, WRITE_FORMATS, display
 
 __all__ = [
     "read_image",
@@ -61,34 +61,8 @@ def _cv2():
     return require("cv2", extra="runtime", purpose="image I/O")
 
 
-@contextlib.contextmanager
-def _captured_native_stderr() -> Iterator[list[str]]:
-    """Collect what C libraries (libpng, libjpeg, OpenCV's logger) write to file descriptor 2.
-
-    Yields a list that holds the captured lines after the block. The redirection is process-wide
-    for the duration of one decode; if fd 2 cannot be duplicated nothing is captured.
-    """
-    lines: list[str] = []
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        yield lines
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            text = sink.read().decode("utf-8", "replace")
-            lines.extend(line.strip() for line in text.splitlines() if line.strip())
-
-
 def _fail(path: Path, problem: str) -> UnsupportedInputError:
-    return UnsupportedInputError(f"{path}: {problem}")
+    return UnsupportedInputError(f"{display(path)}: {problem}")
 
 
 def _load_bytes(path: Path) -> bytes:
@@ -126,29 +100,77 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
     size = _formats.header_size(fmt, data)
     if size is not None:
         _check_pixels(path, size[0], size[1], max_pixels)
-    problem = _formats.completeness_problem(fmt, data)
-    if problem:
-        raise _fail(path, f"{fmt} file is {problem}")
-
-    cv2 = _cv2()
-    with _captured_native_stderr() as messages:
-        try:
-            img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-        except cv2.error as exc:  # e.g. OpenCV's own pixel limit
-            img = None
-            messages.append(str(exc).strip().splitlines()[-1])
-    detail = f" ({messages[0]})" if messages else ""
-    if img is None:
-        raise _fail(path, f"cannot decode the {fmt} data: corrupt or unsupported variant{detail}")
-    if any("premature end" in m.lower() for m in messages):
-        raise _fail(path, f"{fmt} file is truncated{detail}")
-    if messages:
-        logger.warning("%s: decoder warning: %s", path, "; ".join(messages))
+    if fmt == "JPEG":
+        problem = _formats.completeness_problem(fmt, data)
+        if problem:
+            raise _fail(path, f"JPEG file is {problem}")
+        img = _decode_jpeg(path, data)
+    else:
+        found = _formats.inspect(fmt, data)
+        if found.problem:
+            raise _fail(path, f"{fmt} file is {found.problem}" if found.problem.startswith(("truncated", "corrupt"))
+                        else found.problem)
+        for warning in found.warnings:
+            logger.warning("%s: %s", display(path), warning)
+        img = _decode_cv2(path, fmt, found.data)
     _check_pixels(path, img.shape[1], img.shape[0], max_pixels)
-    _check_array(img, where=str(path))
+    _check_array(img, where=display(path))
     orientation = _formats.exif_orientation(fmt, data)
     if orientation != 1:
         img = _formats.apply_orientation(img, orientation)
+    return img
+
+
+def _cv_error_text(exc: BaseException) -> str:
+    """The reason in an OpenCV exception, without its source path and function: ``error: (-2:...) WHY``."""
+    text = " ".join(str(exc).split())
+    if ") " in text and "error: (" in text:
+        text = text.split("error: (", 1)[1].split(") ", 1)[-1]
+    return text.split(" in function ")[0].strip()[:200]
+
+
+def _decode_cv2(path: Path, fmt: str, data: bytes) -> np.ndarray:
+    cv2 = _cv2()
+    try:
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. OpenCV's own pixel limit
+        raise _fail(path, f"cannot decode the {fmt} data ({_cv_error_text(exc)})") from None
+    if img is None:
+        raise _fail(path, f"cannot decode the {fmt} data: corrupt or unsupported variant")
+    return img
+
+
+def _decode_jpeg(path: Path, data: bytes) -> np.ndarray:
+    """JPEG through libjpeg-turbo (simplejpeg): per call, strict about truncation, silent on stderr.
+
+    libjpeg reports a truncated scan only as a warning printed to stderr, and OpenCV returns the image
+    with the missing part in grey; simplejpeg raises it instead (``strict=True``), so each thread gets its
+    own file's message. Other recoverable damage decodes with a logged warning. Pixels equal
+    ``cv2.imdecode(..., IMREAD_UNCHANGED)`` (the same libjpeg-turbo defaults; CMYK converted as OpenCV does).
+    """
+    sj = require("simplejpeg", extra="runtime", purpose="JPEG decoding")
+    try:
+        _h, _w, colorspace, _sub = sj.decode_jpeg_header(data)
+    except ValueError as exc:
+        raise _fail(path, f"JPEG file is corrupt ({display(exc)})") from None
+    target = {"Gray": "GRAY", "CMYK": "CMYK", "YCCK": "CMYK"}.get(colorspace, "BGR")
+    try:
+        img = sj.decode_jpeg(data, colorspace=target, strict=True)
+    except ValueError as exc:
+        reason = display(str(exc).strip())
+        if "premature end" in reason.lower():
+            raise _fail(path, f"JPEG file is truncated ({reason})") from None
+        try:
+            img = sj.decode_jpeg(data, colorspace=target, strict=False)
+        except ValueError:
+            raise _fail(path, f"cannot decode the JPEG data: corrupt or unsupported variant ({reason})") from None
+        logger.warning("%s: decoder warning: %s", display(path), reason)
+    if target == "GRAY":
+        return img.reshape(img.shape[:2])
+    if target == "CMYK":  # OpenCV's icvCvt_CMYK2BGR_8u_C4C3 (Adobe's inverted CMYK)
+        raw = img.astype(np.int32)
+        k = raw[:, :, 3:4]
+        return (k - (((255 - raw[:, :, [2, 1, 0]]) * k) >> 8)).astype(np.uint8)
     return img
 
 

@@ -1,6 +1,7 @@
 """read_image / write_image / conversions: layouts, EXIF orientation, and one clear error per bad file."""
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -279,3 +280,46 @@ def test_write_replaces_atomically(tmp_path):
     write_image(path, np.full((4, 4), 7, np.uint8))
     assert read_image(path).max() == 7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+# ---- thread safety (issue 10 section 5) -----------------------------------------------------------------
+def _smooth_jpeg(h: int, w: int, seed: int) -> bytes:
+    img = cv2.GaussianBlur(random_image(h, w, 3, seed=seed), (5, 5), 0)
+    return cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+def test_eight_threads_over_good_pngs_and_truncated_jpegs(tmp_path, capfd):
+    """200 good PNGs and 40 truncated JPEGs (half of them cut short, half cut and closed with an EOI marker,
+    which libjpeg only reports as a warning) read by 8 threads: every good file is accepted, every truncated
+    one is rejected with a message naming itself and no other file, and fd 2 is left alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    good = [_write(tmp_path, f"good{i:03d}.png", _png_bytes(random_image(24 + i % 9, 20 + i % 7, 3, seed=i)))
+            for i in range(200)]
+    bad = []
+    for i in range(40):
+        data = _smooth_jpeg(48, 64, seed=i)
+        cut = data[: len(data) // 2]
+        bad.append(_write(tmp_path, f"cut{i:02d}.jpg", cut + (b"\xff\xd9" if i % 2 else b"")))
+    before = os.fstat(2)
+    capfd.readouterr()
+
+    def read(path: Path) -> tuple[Path, str | None]:
+        try:
+            read_image(path)
+        except UnsupportedInputError as exc:
+            return path, str(exc)
+        return path, None
+
+    order = [p for pair in zip(good[:40], bad) for p in pair] + good[40:]
+    with ThreadPoolExecutor(8) as pool:
+        results = dict(pool.map(read, order))
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    assert [p.name for p in good if results[p] is not None] == []
+    for p in bad:
+        msg = results[p]
+        assert msg is not None and msg.startswith(f"{p}: JPEG file is truncated"), msg
+        assert sum(q.name in msg for q in [*good, *bad]) == 1
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
