@@ -17,6 +17,7 @@ Choices, following Real-ESRGAN's ``RealESRGANer`` where it has one:
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
@@ -28,6 +29,7 @@ import numpy as np
 from ugtsr.errors import UGTSRError, UnsupportedInputError, require
 
 from .backends import Backend, ModelInfo, load_backend
+from .backends.base import check_outputs
 from .imageio import float_to_image, image_to_float
 from .tiling import BLEND_MODES, available_memory_bytes, choose_tile, tile_process
 
@@ -42,6 +44,29 @@ ALPHA_UPSAMPLERS = ("linear", "model")
 def default_model_path() -> Path:
     """Where the shipped default model lives: ``runtime/models/ugtsr_tiny_x4.onnx`` (may not exist)."""
     return Path(str(resources.files("runtime").joinpath("models", DEFAULT_MODEL_NAME)))
+
+
+#: largest accepted ``outscale``: an x64 enlargement of even a small image is already gigapixels
+MAX_OUTSCALE = 64.0
+
+
+def _int_option(name: str, value: Any, minimum: int, note: str = "") -> int:
+    """``value`` as an int >= ``minimum``, or the toolkit's error (never TypeError/OverflowError)."""
+    note = f" {note}" if note else ""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise UnsupportedInputError(f"{name} must be an integer >= {minimum}{note}, got {value!r} "
+                                    f"({type(value).__name__})")
+    if value < minimum:
+        raise UnsupportedInputError(f"{name} must be >= {minimum}{note}, got {value}")
+    return int(value)
+
+
+def _outscale_option(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise UnsupportedInputError(f"outscale must be a number, got {value!r} ({type(value).__name__})")
+    if not math.isfinite(value) or not 0 < value <= MAX_OUTSCALE:
+        raise UnsupportedInputError(f"outscale must be a finite number in (0, {MAX_OUTSCALE:g}], got {value}")
+    return float(value)
 
 
 def estimate_bytes_per_pixel(info: ModelInfo) -> float:
@@ -115,14 +140,14 @@ class Upscaler:
         server: None = None,
         protocol: str = "grpc",
     ) -> None:
-        if tile is not None and tile < 0:
-            raise UnsupportedInputError(f"tile must be >= 0 (0 = no tiling), got {tile}")
-        if tile_pad < 0:
-            raise UnsupportedInputError(f"tile_pad must be >= 0, got {tile_pad}")
-        if batch_size < 1:
-            raise UnsupportedInputError(f"batch_size must be >= 1, got {batch_size}")
-        if outscale is not None and not outscale > 0:
-            raise UnsupportedInputError(f"outscale must be > 0, got {outscale}")
+        if tile is not None:
+            tile = _int_option("tile", tile, 0, "(0 = no tiling)")
+        tile_pad = _int_option("tile_pad", tile_pad, 0)
+        batch_size = _int_option("batch_size", batch_size, 1)
+        if threads is not None:
+            threads = _int_option("threads", threads, 1)
+        if outscale is not None:
+            outscale = _outscale_option(outscale)
         if blend not in BLEND_MODES:
             raise UnsupportedInputError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
         if alpha_upsampler not in ALPHA_UPSAMPLERS:
@@ -229,6 +254,7 @@ class Upscaler:
 
         def run(batch: np.ndarray) -> dict[str, np.ndarray]:
             result = self.backend.run(batch)
+            check_outputs(result, batch.shape, self.info)  # shape and NaN/inf, per call
             return {k: result[k] for k in wanted if k in result}
 
         h, w = lq.shape[-2:]

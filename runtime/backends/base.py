@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from ugtsr.errors import UnsupportedInputError
+from ugtsr.errors import UGTSRError, UnsupportedInputError
 
-__all__ = ["ModelInfo", "Backend", "model_info_from_metadata", "check_lq"]
+__all__ = ["ModelInfo", "Backend", "model_info_from_metadata", "check_lq", "check_outputs", "METADATA_RANGES"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,10 @@ class Backend(abc.ABC):
         return f"<{type(self).__name__}{where}>"
 
 
+#: accepted ranges of the integer metadata (issue 11 item 4: a forged value must not reach the tiler)
+METADATA_RANGES = {"scale": (1, 16), "multiple_of": (1, 1024), "min_size": (1, 4096)}
+
+
 def _int_field(meta: Mapping[str, str], key: str, default: int | None, source: str) -> int:
     raw = meta.get(key)
     if raw is None:
@@ -91,8 +95,11 @@ def _int_field(meta: Mapping[str, str], key: str, default: int | None, source: s
         value = int(str(raw).strip())
     except ValueError:
         raise UnsupportedInputError(f"{source}: metadata '{key}' must be an integer, got {raw!r}") from None
-    if value < 1:
-        raise UnsupportedInputError(f"{source}: metadata '{key}' must be >= 1, got {value}")
+    low, high = METADATA_RANGES.get(key, (1, None))
+    if value < low or (high is not None and value > high):
+        raise UnsupportedInputError(
+            f"{source}: metadata '{key}' is {value}, outside the valid range [{low}, {high}]; "
+            "the file is damaged or not a UGTSR export (re-export it with python -m export.onnx)")
     return value
 
 
@@ -151,3 +158,25 @@ def check_lq(lq: np.ndarray, info: ModelInfo) -> None:
         raise UnsupportedInputError(
             f"lq is {h}x{w}; the model needs multiples of {info.multiple_of} and at least {info.min_size} "
             "(pad with runtime.padding.pad_to_multiple)")
+
+
+def check_outputs(result: Mapping[str, np.ndarray], lq_shape: tuple[int, ...], info: ModelInfo) -> None:
+    """Check what a backend returned for ``lq`` of ``lq_shape`` against :class:`ModelInfo`.
+
+    Raises:
+        UGTSRError: ``sr`` missing, not ``(N, 3, H*scale, W*scale)`` (e.g. a 1-channel output that would turn
+            RGB into gray), or not finite (NaN / inf: a diverged checkpoint, FP16 overflow, a broken export).
+    """
+    name = info.source or "the model"
+    sr = result.get("sr")
+    n, _c, h, w = lq_shape
+    expected = (n, 3, h * info.scale, w * info.scale)
+    if sr is None:
+        raise UGTSRError(f"{name}: the model returned no 'sr' output")
+    if tuple(sr.shape) != expected:
+        raise UGTSRError(f"{name}: the model's 'sr' output has shape {tuple(sr.shape)} for an input of "
+                         f"{tuple(lq_shape)}; expected {expected} (3 channels, x{info.scale})")
+    if not np.isfinite(sr).all():
+        bad = int(np.count_nonzero(~np.isfinite(sr)))
+        raise UGTSRError(f"{name}: the model's output contains {bad:,} NaN or infinite values "
+                         "(a diverged checkpoint, FP16 overflow or a broken export); nothing written")

@@ -197,6 +197,13 @@ class OnnxRuntimeBackend(Backend):
         meta = dict(session.get_modelmeta().custom_metadata_map)
         outputs = tuple(o.name for o in session.get_outputs())
         self.info = model_info_from_metadata(meta, source=str(path), available_outputs=outputs)
+        for port, kind in ((session.get_inputs()[0], "input"), *((o, "output") for o in session.get_outputs()
+                                                                   if o.name in ("sr", "uncertainty"))):
+            dims = list(port.shape or [])
+            if len(dims) == 4 and isinstance(dims[1], int) and dims[1] != 3:
+                raise UnsupportedInputError(
+                    f"{path}: the model's {kind} '{port.name}' has {dims[1]} channels; UGTSR models take and "
+                    "give 3 (RGB)")
         inputs = session.get_inputs()
         if len(inputs) != 1 or inputs[0].name != "lq":
             names = ", ".join(i.name for i in inputs)

@@ -254,3 +254,48 @@ def test_runtime_imports_and_runs_onnxruntime_without_torch(make_model, tmp_path
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "OK"
     assert (tmp_path / "out" / "in.png").is_file() and (tmp_path / "out" / "in_uncertainty.png").is_file()
+
+
+# ---- model metadata and outputs are validated when the model is opened (issue 11 item 4) ----------------
+@pytest.mark.parametrize("key, value", [("multiple_of", "1000000"), ("scale", "1000"), ("min_size", "100000"),
+                                        ("scale", "0"), ("multiple_of", "-16")])
+def test_forged_metadata_says_what_is_wrong(make_model, key, value):
+    path = make_model(extra_metadata={key: value})
+    with pytest.raises(UnsupportedInputError) as info:
+        OnnxRuntimeBackend(path)
+    msg = str(info.value)
+    assert str(path) in msg and f"metadata '{key}' is {int(value)}" in msg and "valid range" in msg
+
+
+def test_a_one_channel_output_is_refused(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("ReduceMean", ["lq", "axes"], ["gray"], keepdims=1),
+             helper.make_node("Resize", ["gray", "", "scales"], ["sr"], mode="nearest")]
+    inits = [helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+             helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, 4.0, 4.0])]
+    graph = helper.make_graph(nodes, "gray", [helper.make_tensor_value_info("lq", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["N", 1, "Hs", "Ws"])],
+                              initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 10
+    helper.set_model_props(model, {"scale": "4", "multiple_of": "16", "min_size": "16", "outputs": "sr"})
+    onnx.save(model, str(tmp_path / "gray.onnx"))
+    with pytest.raises(UnsupportedInputError, match="output 'sr' has 1 channels; UGTSR models take and give 3"):
+        OnnxRuntimeBackend(tmp_path / "gray.onnx")
+    # a backend that declares nothing (e.g. a remote one) and returns 1 channel is caught by the Upscaler
+    from runtime import Upscaler
+
+    class GrayBackend(Backend):
+        name = "gray"
+        info = ModelInfo(scale=4, multiple_of=16, min_size=16, outputs=("sr",), source="gray-backend")
+
+        def run(self, lq):
+            return {"sr": np.repeat(np.repeat(lq[:, :1], 4, 2), 4, 3)}
+
+        def close(self):
+            pass
+
+    with Upscaler(GrayBackend()) as up, pytest.raises(UGTSRError, match=r"\(1, 1, 64, 64\).*3 channels"):
+        up.upscale(np.zeros((16, 16, 3), np.uint8))

@@ -170,7 +170,10 @@ def test_default_model_path_points_into_the_package():
 
 
 @pytest.mark.parametrize("kwargs", [{"tile": -1}, {"tile_pad": -2}, {"batch_size": 0}, {"outscale": 0},
-                                    {"blend": "gauss"}, {"alpha_upsampler": "bicubic"}])
+                                    {"blend": "gauss"}, {"alpha_upsampler": "bicubic"},
+                                    {"tile": "16"}, {"tile": 16.0}, {"tile_pad": None}, {"batch_size": "2"},
+                                    {"outscale": float("inf")}, {"outscale": float("nan")}, {"outscale": "2"},
+                                    {"outscale": 1e6}, {"threads": "4"}])
 def test_bad_options(nearest_model, kwargs):
     with pytest.raises(UnsupportedInputError):
         Upscaler(nearest_model, **kwargs)
@@ -181,3 +184,24 @@ def test_bad_options(nearest_model, kwargs):
 def test_bad_arrays(up, bad):
     with pytest.raises(UnsupportedInputError):
         up.upscale(bad)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_model_output_is_one_error_naming_the_model(make_model, value):
+    """Issue 11 item 3: a model whose output is NaN/inf is refused (not written as a black image)."""
+    pytest.importorskip("onnx")
+    import onnx
+    from onnx import helper, numpy_helper
+
+    path = make_model()
+    model = onnx.load(str(path))
+    # sr := sr * poison, poison = NaN / inf: every output pixel non-finite
+    model.graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32), "poison"))
+    model.graph.node[-1].output[0] = "sr_clean"
+    model.graph.node.append(helper.make_node("Mul", ["sr_clean", "poison"], ["sr"]))
+    bad = path.with_name(f"poisoned_{value}.onnx")
+    onnx.save(model, str(bad))
+    with Upscaler(bad) as up, pytest.raises(UGTSRError) as info:
+        up.upscale(np.zeros((8, 8, 3), np.uint8))
+    msg = str(info.value)
+    assert str(bad) in msg and "NaN or infinite" in msg and "\n" not in msg
