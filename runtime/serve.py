@@ -61,6 +61,7 @@ logger = logging.getLogger(__name__)
 #: Triton model name -> pixel dtype of its ``image`` input and output
 IMAGE_MODELS = {"ugtsr": np.uint8, "ugtsr_u16": np.uint16}
 FILE_MODEL = "ugtsr_file"
+_START_ATTEMPTS = 3
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): (.+)$")
 
 
@@ -279,25 +280,39 @@ def serve(model: str | os.PathLike | None = None, *, http_port: int = 8000, grpc
         raise KeyboardInterrupt  # Triton.serve() stops the server on KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    callables: list[Any] = []
     try:
-        with Triton(config=config) as triton:
-            callables = _bind_models(triton, make_upscaler, instances=instances, max_pixels=max_pixels,
-                                     has_uncertainty=info.has_uncertainty, dynamic_batching=dynamic_batching,
-                                     queue_delay_us=queue_delay_us, max_request_batch=max_request_batch)
-            triton.run()
-            logger.info("serving %s (x%d) on http :%d, grpc :%d, metrics :%d", path, info.scale, http_port,
-                        grpc_port, metrics_port)
-            if ready is not None:
-                ready()
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            callables: list[Any] = []
             try:
-                triton.serve(monitoring_period_s=1.0)
-            except KeyboardInterrupt:
-                pass
+                with Triton(config=config) as triton:
+                    callables = _bind_models(triton, make_upscaler, instances=instances, max_pixels=max_pixels,
+                                             has_uncertainty=info.has_uncertainty,
+                                             dynamic_batching=dynamic_batching, queue_delay_us=queue_delay_us,
+                                             max_request_batch=max_request_batch)
+                    try:
+                        triton.run()
+                    except Exception as exc:  # a model failed to load; Triton is stopped on leaving `with`
+                        # PyTriton 0.7.0 gives the stubs' config handshake a fixed 1 s; on a loaded machine a
+                        # second instance can miss it. A fresh start usually succeeds.
+                        if attempt == _START_ATTEMPTS:
+                            raise UGTSRError(f"Triton could not load the models after {attempt} attempts "
+                                             f"({' '.join(str(exc).split())[:300]})") from None
+                        logger.warning("Triton could not load the models (attempt %d of %d), restarting: %s",
+                                       attempt, _START_ATTEMPTS, " ".join(str(exc).split())[:200])
+                        continue
+                    logger.info("serving %s (x%d) on http :%d, grpc :%d, metrics :%d", path, info.scale,
+                                http_port, grpc_port, metrics_port)
+                    if ready is not None:
+                        ready()
+                    triton.serve(monitoring_period_s=1.0)  # returns on SIGINT/SIGTERM (KeyboardInterrupt)
+                    return
+            finally:
+                for c in callables:
+                    c.close()
+    except KeyboardInterrupt:  # a signal during start-up: Triton was stopped on leaving `with`
+        return
     finally:
         signal.signal(signal.SIGTERM, previous)
-        for c in callables:
-            c.close()
 
 
 def _build_parser() -> argparse.ArgumentParser:
