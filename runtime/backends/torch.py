@@ -6,7 +6,11 @@ feeds it padded input per the backend contract, so all backends see identical te
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,23 @@ from ugtsr.errors import UGTSRError, UnsupportedInputError, require
 from .base import Backend, ModelInfo, check_lq
 
 __all__ = ["TorchBackend"]
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _torch_warnings_logged() -> Iterator[None]:
+    """torch's ``UserWarning``s (deprecations, TF32 notes, ...) go to this module's debug log, not to
+    stderr: a user of the runtime cannot act on them, and they break the CLI's one-line output."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    seen: set[str] = set()
+    for w in caught:
+        text = f"{w.category.__name__}: {w.message}"
+        if text not in seen:
+            seen.add(text)
+            logger.debug("torch: %s (%s:%s)", text, w.filename, w.lineno)
 
 
 class TorchBackend(Backend):
@@ -44,8 +65,9 @@ class TorchBackend(Backend):
             raise UGTSRError(f"device {device!r} requested but torch sees no CUDA GPU; use device='cpu'")
         if half and self._device.type == "cpu":
             raise UnsupportedInputError("half precision needs a CUDA device; use half=False on the CPU")
-        model = load_model(path)
-        model = model.eval().to(self._device)
+        with _torch_warnings_logged():
+            model = load_model(path)
+            model = model.eval().to(self._device)
         self._dtype = torch.float16 if half else torch.float32
         if half:
             model = model.half()
@@ -72,7 +94,7 @@ class TorchBackend(Backend):
             raise UGTSRError(f"{self.info.source}: the backend is closed")
         check_lq(lq, self.info)
         torch = self._torch
-        with torch.inference_mode():
+        with torch.inference_mode(), _torch_warnings_logged():
             x = torch.from_numpy(np.ascontiguousarray(lq)).to(self._device, self._dtype)
             out = self._model(x)
             result = {"sr": out.sr.float().cpu().numpy()}

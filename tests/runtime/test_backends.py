@@ -299,3 +299,24 @@ def test_a_one_channel_output_is_refused(tmp_path):
 
     with Upscaler(GrayBackend()) as up, pytest.raises(UGTSRError, match=r"\(1, 1, 64, 64\).*3 channels"):
         up.upscale(np.zeros((16, 16, 3), np.uint8))
+
+
+def test_torch_user_warnings_do_not_reach_stderr(capfd, caplog):
+    """A read-only input makes torch.from_numpy warn ("The given NumPy array is not writable"); the backend
+    logs torch's warnings at debug level instead of letting them through to stderr (issue 11 item 8)."""
+    pytest.importorskip("torch")
+    import logging
+    import warnings
+
+    from runtime.backends.torch import TorchBackend
+
+    lq = np.random.default_rng(0).random((1, 3, 16, 16)).astype(np.float32)
+    lq.setflags(write=False)
+    caplog.set_level(logging.DEBUG, logger="runtime.backends.torch")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning escaping the backend fails the test
+        with TorchBackend(REPO / "runtime" / "models" / "ugtsr_tiny_x4.pt") as backend:
+            out = backend.run(lq)
+    assert out["sr"].shape == (1, 3, 64, 64) and np.isfinite(out["sr"]).all()
+    assert capfd.readouterr().err == ""
+    assert any("not writable" in r.getMessage() for r in caplog.records)
