@@ -160,6 +160,13 @@ def _check_node(node, consts: dict[str, object], findings: list[Finding]) -> Non
         axes_index = {"Slice": 3, "Pad": 3}.get(op, 1)
         if len(node.input) > axes_index and node.input[axes_index] and node.input[axes_index] not in consts:
             findings.append(Finding("error", name, op, "axes must be an initializer/constant"))
+    if op == "Pad":
+        # onnx-tensorrt's Pad importer maps each mode to an ISliceLayer sample mode (kFILL, kREFLECT,
+        # kCLAMP, kWRAP); run-time ``pads`` tensors are fine, a run-time ``axes`` input is not (below)
+        mode = _attr(node, "mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if mode not in ("constant", "reflect", "edge", "wrap"):
+            findings.append(Finding("error", name, op, f"mode '{mode}' unsupported"))
     if op == "LayerNormalization" and len([o for o in node.output if o]) > 1:
         findings.append(Finding("error", name, op, "only the first output Y is supported"))
     if op in ("MaxPool",) and len([o for o in node.output if o]) > 1:

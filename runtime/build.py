@@ -6,10 +6,12 @@ CLI::
         [--workspace GiB] [--opt-level N] [--timing-cache PATH] [--device N] [--force]
         [--plugins LIB.so|module|file.py ...] [--tf32] [--weak-fp16] [--print-trtexec [--trt-major N]]
 
-Shapes are ``HxW`` (batch 1) or ``NxCxHxW`` for the input ``lq``; H and W must be multiples of the
-model's ``multiple_of`` (ONNX metadata) and at least ``min_size``. Defaults: min ``1x3xMxM`` with
-``M`` = the smallest multiple of ``multiple_of`` >= ``min_size``, opt ``1x3x256x256``, max
-``4x3x1024x1024`` (rounded up to ``multiple_of``); see :mod:`runtime.engine_spec`.
+Shapes are ``HxW`` (batch 1) or ``NxCxHxW`` for the input ``lq``, at least ``min_size`` (ONNX
+metadata). A model that pads itself (metadata ``pads_input="1"``, every ``python -m export.onnx``
+graph since issue 10) takes any such size, e.g. ``--opt-shape 1x3x1080x1920`` for a 1080p frame;
+for older exports H and W must be multiples of the model's ``multiple_of``. Defaults: min
+``1x3xMxM`` with ``M`` = the smallest allowed side >= ``min_size``, opt ``1x3x256x256``, max
+``4x3x1024x1024`` (rounded up to ``multiple_of`` for older exports); see :mod:`runtime.engine_spec`.
 
 Precision comes from the ONNX, not from a builder flag. An FP16 model is an FP16 ONNX (``export.onnx
 --precision fp16``: FP16 compute with FP32 islands and FP32 I/O), built as a **strongly typed**
@@ -76,6 +78,7 @@ __all__ = [
     "load_plugins",
     "make_trt_logger",
     "trt_major",
+    "shape_multiple",
     "main",
 ]
 
@@ -90,6 +93,12 @@ class BuildResult:
     seconds: float = 0.0
     trtexec: str = ""      # the equivalent trtexec command line
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def shape_multiple(info: Any) -> int:
+    """What profile H and W must be multiples of: 1 for a graph that pads itself (``pads_input``),
+    else the model's ``multiple_of``."""
+    return 1 if getattr(info, "pads_input", False) else info.multiple_of
 
 
 # --------------------------------------------------------------------------------------------------
@@ -222,7 +231,7 @@ def build_engine(
         raise EngineBuildError(f"{onnx_path}: no such ONNX file")
     raw_meta = read_onnx_metadata(onnx_path)
     info = model_info_from_metadata(raw_meta, source=str(onnx_path))
-    profile = resolve_profile(options, multiple_of=info.multiple_of, min_size=info.min_size)
+    profile = resolve_profile(options, multiple_of=shape_multiple(info), min_size=info.min_size)
     if raw_meta.get("variant") == "plugin" and PLUGIN_MODULE not in options.plugins:
         # the CodebookTopK node needs its plugin registered before parsing (and before deserializing)
         options = dataclasses.replace(options, plugins=(*options.plugins, PLUGIN_MODULE))
@@ -454,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
             raise EngineBuildError(f"{onnx_path}: no such ONNX file")
         info = model_info_from_metadata(read_onnx_metadata(onnx_path), source=str(onnx_path))
         shapes = {
-            key: parse_shape(getattr(args, key), multiple_of=info.multiple_of, min_size=info.min_size,
+            key: parse_shape(getattr(args, key), multiple_of=shape_multiple(info), min_size=info.min_size,
                              flag="--" + key.replace("_", "-"))
             if getattr(args, key) else None
             for key in ("min_shape", "opt_shape", "max_shape")
@@ -463,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
             **shapes, workspace_gib=args.workspace, opt_level=args.opt_level, timing_cache=args.timing_cache,
             device_id=args.device, plugins=tuple(args.plugins), tf32=args.tf32, weak_fp16=args.weak_fp16,
         )
-        profile = resolve_profile(options, multiple_of=info.multiple_of, min_size=info.min_size)
+        profile = resolve_profile(options, multiple_of=shape_multiple(info), min_size=info.min_size)
         if args.print_trtexec:
             installed = current_tensorrt_version()
             major = args.trt_major or (int(installed.split(".")[0]) if installed else 10)

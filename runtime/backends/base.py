@@ -32,6 +32,9 @@ class ModelInfo:
     precision: str = "fp32"
     config: dict | None = None
     source: str = ""  # path of the model file
+    #: the graph pads H, W to ``multiple_of`` itself (ONNX metadata ``pads_input="1"``, export.padding):
+    #: it accepts any ``H, W >= min_size``. False for older exports: the caller pads.
+    pads_input: bool = False
 
     @property
     def has_uncertainty(self) -> bool:
@@ -139,8 +142,12 @@ def model_info_from_metadata(
             raise UnsupportedInputError(f"{source}: metadata 'config' is not valid JSON") from None
     if config is not None and not isinstance(config, dict):
         raise UnsupportedInputError(f"{source}: metadata 'config' must be a JSON object")
+    pads_raw = strings.get("pads_input", "0").strip().lower()
+    if pads_raw not in ("0", "1", "true", "false"):
+        raise UnsupportedInputError(f"{source}: metadata 'pads_input' must be 0 or 1, got {pads_raw!r}")
     return ModelInfo(scale=scale, multiple_of=multiple_of, min_size=min_size, outputs=outputs,
-                     precision=strings.get("precision", "fp32"), config=config, source=source)
+                     precision=strings.get("precision", "fp32"), config=config, source=source,
+                     pads_input=pads_raw in ("1", "true"))
 
 
 def check_lq(lq: np.ndarray, info: ModelInfo) -> None:
@@ -154,6 +161,8 @@ def check_lq(lq: np.ndarray, info: ModelInfo) -> None:
     if lq.dtype != np.float32:
         raise UnsupportedInputError(f"expected lq as float32, got {lq.dtype}")
     h, w = lq.shape[2:]
+    if info.pads_input and h >= info.min_size and w >= info.min_size:
+        return  # the graph pads to multiple_of itself
     if h % info.multiple_of or w % info.multiple_of or h < info.min_size or w < info.min_size:
         raise UnsupportedInputError(
             f"lq is {h}x{w}; the model needs multiples of {info.multiple_of} and at least {info.min_size} "

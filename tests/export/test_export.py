@@ -2,6 +2,8 @@
 TensorRT op check and one-line errors for bad input."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -13,8 +15,11 @@ from export.check import check_model
 from export.check import main as check_main
 from export.onnx import ExportOptions, onnx_from_checkpoint
 from export.onnx import main as export_main
+from ugtsr.errors import UnsupportedInputError
 
 from .conftest import tiny_model, ugtsr_x4_model
+
+SHIPPED_ONNX = Path(__file__).resolve().parents[2] / "runtime" / "models" / "ugtsr_tiny_x4.onnx"
 
 
 @pytest.fixture(scope="module")
@@ -30,23 +35,38 @@ def _run(path, x):
     return dict(zip(names, sess.run(None, {"lq": x})))
 
 
-def test_tiny_fp32_parity_at_unseen_sizes_and_batch2(tiny_export, tiny_ckpt):
+def _torch_ref(model, x):
+    with torch.no_grad():
+        o = model(torch.from_numpy(x))  # UGTSRNet.forward pads (reflect) and crops, like the graph
+    return {"sr": o.sr.numpy(), "indices": o.indices.numpy(), "uncertainty": o.uncertainty.numpy()}
+
+
+def _assert_parity(got, ref, *, indices=True):
+    assert got["sr"].shape == ref["sr"].shape
+    assert np.abs(np.clip(got["sr"], 0, 1) - np.clip(ref["sr"], 0, 1)).max() <= 1e-4
+    assert np.abs(got["uncertainty"] - ref["uncertainty"]).max() <= 1e-4
+    if indices:
+        assert np.array_equal(got["indices"], ref["indices"])
+
+
+def test_tiny_fp32_parity_at_odd_sizes_and_batch2(tiny_export, tiny_ckpt):
+    """issue 10: the graph takes any H, W >= min_size (it pads itself) and matches PyTorch's
+    forward (which pads the same way) to 1e-4 with identical code indices."""
     rep = tiny_export.report
     assert rep["passed"], rep["failure"]
-    shapes = {tuple(c["shape"]) for c in rep["cases"]}
-    assert (2, 3, 32, 96) in shapes and (1, 3, 48, 80) in shapes  # example size is 64x64, batch 2
+    shapes = [tuple(c["shape"]) for c in rep["cases"]]
+    assert any(n == 2 for n, _, _, _ in shapes)
+    assert all(h % 16 and w % 16 for _, _, h, w in shapes)  # the export verified odd sizes only
     for case in rep["cases"]:
-        assert case["max_abs"] <= 1e-4 and case["index_agreement"] >= 0.999
-    # independent check of the written file at yet another size, against the checkpoint's model
+        assert case["max_abs"] <= 1e-4 and case["index_agreement"] == 1.0
+    # independent check of the written file at other sizes, against the checkpoint's model:
+    # odd non-square, the minimum size (no padding at all), batch 2 with a pad on one axis only
     model = ugtsr.load_model(tiny_ckpt)
-    x = np.random.default_rng(5).random((2, 3, 16, 112), dtype=np.float32)
-    got = _run(tiny_export.path, x)
-    with torch.no_grad():
-        ref = model.forward_unpadded(torch.from_numpy(x))
-    assert got["sr"].shape == (2, 3, 64, 448)
-    assert np.abs(got["sr"] - ref.sr.numpy()).max() <= 1e-4
-    assert np.mean(got["indices"] == ref.indices.numpy()) >= 0.999
-    assert np.abs(got["uncertainty"] - ref.uncertainty.numpy()).max() <= 1e-4
+    for shape in [(1, 3, 61, 100), (1, 3, 16, 16), (2, 3, 37, 32)]:
+        x = np.random.default_rng(sum(shape)).random(shape, dtype=np.float32)
+        got = _run(tiny_export.path, x)
+        assert got["sr"].shape == (shape[0], 3, shape[2] * 4, shape[3] * 4)
+        _assert_parity(got, _torch_ref(model, x))
 
 
 def test_metadata_and_self_contained(tiny_export):
@@ -55,6 +75,7 @@ def test_metadata_and_self_contained(tiny_export):
     proto = onnx.load(str(path))
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["scale"] == "4" and meta["multiple_of"] == "16" and meta["precision"] == "fp32"
+    assert meta["min_size"] == "16" and meta["pads_input"] == "1"
     assert meta["matching"] == "topk" and meta["outputs"] == "sr,indices,uncertainty"
     assert ugtsr.UGTSRConfig.from_json(meta["config"]) == ugtsr.PRESETS["tiny_x4"]
     assert [i.name for i in proto.graph.input] == ["lq"]
@@ -65,12 +86,172 @@ def test_metadata_and_self_contained(tiny_export):
     assert not any("cdist" in n.name.lower() for n in proto.graph.node)
 
 
-def test_default_outputs_prune_indices(tiny_ckpt, tmp_path):
-    res = onnx_from_checkpoint(tiny_ckpt, tmp_path / "m.onnx", options=ExportOptions(verify=False))
-    assert res.outputs == ("sr", "uncertainty")
-    proto = onnx.load(str(res.path))
+def test_padding_is_computed_from_the_runtime_shape_with_tensorrt_ops(tiny_export):
+    """The pad amounts come from Shape/Mod at run time (no size of the example baked in); the
+    Pad is reflect with a run-time pads tensor and no axes input, which onnx-tensorrt's importer
+    maps to ISliceLayer(kREFLECT); the crop is a Slice with constant axes."""
+    from export.padding import graph_pads_input
+
+    proto = onnx.load(str(tiny_export.path))
+    assert graph_pads_input(proto)
+    inits = {i.name for i in proto.graph.initializer}
+    pads = [n for n in proto.graph.node if n.op_type == "Pad" and n.input[0] == "lq"]
+    assert len(pads) == 1
+    pad = pads[0]
+    assert onnx.helper.get_attribute_value(pad.attribute[0]) == b"reflect"
+    assert pad.input[1] not in inits and len(pad.input) == 2  # run-time pads, no axes
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    chain, todo = set(), [pad.input[1]]
+    while todo:  # walk the pads back to the input: Shape/Mod/Sub/Concat over lq only
+        name = todo.pop()
+        if name in inits or name == "lq":
+            continue
+        node = producers[name]
+        chain.add(node.op_type)
+        todo.extend(i for i in node.input if i != "lq")
+    assert chain == {"Shape", "Mod", "Sub", "Concat"}
+    crops = [n for n in proto.graph.node if n.op_type == "Slice" and n.output[0] in ("sr", "uncertainty", "indices")]
+    assert sorted(n.output[0] for n in crops) == ["sr", "uncertainty"]  # indices keep the padded grid
+    assert all(n.input[3] in inits for n in crops)
+    report = check_model(proto)
+    assert report.ok, report.format()
+
+
+def test_runtime_reads_pads_input_and_old_exports_keep_the_caller_padding():
+    from runtime.backends.base import check_lq, model_info_from_metadata
+
+    base = {"scale": "4", "multiple_of": "16", "min_size": "16", "outputs": "sr"}
+    new = model_info_from_metadata({**base, "pads_input": "1"}, source="new.onnx")
+    old = model_info_from_metadata(base, source="old.onnx")
+    assert new.pads_input and not old.pads_input
+    odd = np.zeros((1, 3, 37, 45), np.float32)
+    check_lq(odd, new)  # the self-padding graph takes it as is
+    with pytest.raises(UnsupportedInputError, match="multiples of 16"):
+        check_lq(odd, old)
+    with pytest.raises(UnsupportedInputError, match="at least 16"):
+        check_lq(np.zeros((1, 3, 15, 45), np.float32), new)  # below min_size the caller still pads
+    with pytest.raises(UnsupportedInputError, match="pads_input"):
+        model_info_from_metadata({**base, "pads_input": "yes"}, source="forged.onnx")
+
+
+def test_cli_no_verify_json_progress_and_a_legacy_graph_in_the_runtime(tiny_ckpt, tiny_export, tmp_path, capsys):
+    """--no-verify --json writes the report; progress lines go to stderr; indices are pruned by
+    default; a legacy graph (--no-graph-padding: the caller pads) still runs in the runtime and
+    gives the self-padding graph's output."""
+    import json
+
+    from runtime import Upscaler
+
+    out, rep = tmp_path / "legacy.onnx", tmp_path / "legacy.json"
+    assert export_main([str(tiny_ckpt), "-o", str(out), "--no-verify", "--json", str(rep),
+                        "--no-graph-padding"]) == 0
+    err = capsys.readouterr().err
+    assert "tracing" in err and "optimising" in err and "writing" in err and "Traceback" not in err
+    report = json.loads(rep.read_text())
+    assert report["verified"] is False and report["model_bytes"] == out.stat().st_size
+    assert report["outputs"] == ["sr", "uncertainty"] and "pads_input" not in report["metadata"]
+    assert set(report["timings_s"]) >= {"trace", "optimize", "write", "total"}
+    proto = onnx.load(str(out))
     assert [o.name for o in proto.graph.output] == ["sr", "uncertainty"]
     onnx.checker.check_model(proto)
+    img = (np.random.default_rng(4).random((37, 45, 3)) * 255).astype(np.uint8)
+    with Upscaler(model=str(out), tile=0) as legacy, Upscaler(model=str(tiny_export.path), tile=0) as padded:
+        assert not legacy.info.pads_input and padded.info.pads_input
+        a, b = legacy.upscale(img), padded.upscale(img)
+    assert a.shape == (148, 180, 3) and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_cli_refuses_to_overwrite_before_any_work(tmp_path, capsys):
+    """An existing output (model or --json) is replaced only with --overwrite; the refusal comes
+    before the checkpoint is even read (the checkpoint here does not exist)."""
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"precious")
+    ghost = str(tmp_path / "ghost.pt")
+    assert export_main([ghost, "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--overwrite" in err and str(out) in err
+    assert out.read_bytes() == b"precious"
+    rep = tmp_path / "r.json"
+    rep.write_text("{}")
+    assert export_main([ghost, "-o", str(tmp_path / "new.onnx"), "--json", str(rep)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and rep.read_text() == "{}"
+    # with --overwrite the checks pass and the (missing) checkpoint is what fails
+    assert export_main([ghost, "-o", str(out), "--overwrite", "-q"]) == 2
+    assert "no such file" in capsys.readouterr().err and out.read_bytes() == b"precious"
+
+
+def test_default_output_never_replaces_the_shipped_onnx(tmp_path, capsys):
+    """`python -m export.onnx runtime/models/ugtsr_tiny_x4.pt` (default output next to it) must not
+    overwrite the shipped ONNX (issue 11 item 5). Run on a copy of the shipped pair."""
+    import shutil
+
+    shipped = SHIPPED_ONNX
+    for src in (shipped, shipped.with_suffix(".pt")):
+        shutil.copy(src, tmp_path / src.name)
+    before = (tmp_path / shipped.name).read_bytes()
+    assert export_main([str(tmp_path / shipped.with_suffix(".pt").name)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "exists" in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert (tmp_path / shipped.name).read_bytes() == before
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "same_as_model"])
+def test_cli_unwritable_json_is_one_line_before_work(tmp_path, capsys, tiny_ckpt, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    out = tmp_path / "m.onnx"
+    json_path = blocker / "r.json" if where == "under_a_file" else out
+    assert export_main([str(tmp_path / "ghost.pt"), "-o", str(out), "--json", str(json_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and str(json_path) in err
+    assert not out.exists() and not list(tmp_path.glob(".*"))
+
+
+def test_write_failure_at_the_end_leaves_nothing_partial(tiny_export, tmp_path):
+    """A real write failure (the file-size limit of the process: EFBIG, as a full disk gives
+    ENOSPC) while writing the model or the report: one-line ExportError, no partial model or
+    report, no temporary file, and an existing model that was being replaced stays intact."""
+    import resource
+    import signal
+
+    from export.onnx import _write_outputs
+    from ugtsr.errors import ExportError
+
+    data = tiny_export.path.read_bytes()
+    out, rep = tmp_path / "m.onnx", tmp_path / "r.json"
+    old = tmp_path / "old.onnx"
+    old.write_bytes(b"the previous model")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a signal
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(data) // 2, hard))
+        with pytest.raises(ExportError) as exc:
+            _write_outputs(out, data, rep, {"passed": True})
+        assert "nothing was written" in str(exc.value) and "\n" not in str(exc.value)
+        with pytest.raises(ExportError):
+            _write_outputs(old, data, None, {})
+        resource.setrlimit(resource.RLIMIT_FSIZE, (len(data) + 100, hard))  # model fits, then the report fails
+        with pytest.raises(ExportError):
+            _write_outputs(out, data, rep, {"x": "y" * (len(data) + 200)})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert not out.exists() and not rep.exists()
+    assert old.read_bytes() == b"the previous model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.onnx"]  # no temporary files
+
+
+def test_shipped_model_parity_at_odd_sizes_and_batch2():
+    """The shipped ONNX (re-exported with in-graph padding) against its checkpoint in PyTorch."""
+    path = SHIPPED_ONNX
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["pads_input"] == "1" and meta["multiple_of"] == "16" and meta["min_size"] == "16"
+    assert check_model(proto).ok
+    model = ugtsr.load_model(path.with_suffix(".pt"))
+    for shape in [(1, 3, 37, 45), (2, 3, 16, 16)]:
+        x = np.random.default_rng(sum(shape)).random(shape, dtype=np.float32)
+        _assert_parity(_run(path, x), _torch_ref(model, x), indices=False)
 
 
 def test_fp16_psnr(tiny_ckpt, tmp_path):

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[2]
 # fixtures: a tiny UGTSR-like ONNX file, a fake CUDA binding, a fake tensorrt module
 # --------------------------------------------------------------------------------------------------
 def _write_onnx(path: Path, *, multiple_of: int = 8, scale: int = 2, precision: str = "fp32",
-                outputs: str = "sr,uncertainty", weight: float = 1.0) -> Path:
+                outputs: str = "sr,uncertainty", weight: float = 1.0, pads_input: bool = False) -> Path:
     onnx = pytest.importorskip("onnx", reason="the onnx package writes the test model")
     from onnx import TensorProto, helper, numpy_helper
 
@@ -56,7 +56,7 @@ def _write_onnx(path: Path, *, multiple_of: int = 8, scale: int = 2, precision: 
     helper.set_model_props(model, {
         "ugtsr_format": "1", "scale": str(scale), "multiple_of": str(multiple_of), "min_size": str(multiple_of),
         "outputs": outputs, "precision": precision, "config": json.dumps({"preset": "toy"}),
-        "ugtsr_version": "0.1.0",
+        "ugtsr_version": "0.1.0", **({"pads_input": "1"} if pads_input else {}),
     })
     onnx.save(model, str(path))
     return path
@@ -634,6 +634,23 @@ def test_cli_print_trtexec_without_tensorrt(onnx_file: Path, tmp_path: Path, cap
     out = capsys.readouterr().out
     assert "--maxShapes=lq:2x3x512x512" in out and "--minShapes=lq:1x3x8x8" in out
     assert "--stronglyTyped" not in out and "--fp16" not in out
+
+
+def test_cli_self_padding_model_takes_a_1080p_shape(tmp_path: Path, capsys, monkeypatch) -> None:
+    """issue 10: a graph that pads itself (metadata pads_input=1) builds for any H, W >= min_size."""
+    _no_trt(monkeypatch)
+    padded = _write_onnx(tmp_path / "pads.onnx", multiple_of=16, pads_input=True)
+    assert main([str(padded), "-o", "e.plan", "--opt-shape", "1x3x1080x1920", "--max-shape", "2x3x1080x1920",
+                 "--print-trtexec", "--trt-major", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "--optShapes=lq:1x3x1080x1920" in out and "--maxShapes=lq:2x3x1080x1920" in out
+    assert "--minShapes=lq:1x3x16x16" in out
+    # an older export (no pads_input) still demands multiples, and min_size still holds for both
+    legacy = _write_onnx(tmp_path / "legacy.onnx", multiple_of=16)
+    assert main([str(legacy), "-o", "e.plan", "--opt-shape", "1x3x1080x1920", "--print-trtexec"]) != 0
+    assert "multiples of 16" in _one_error_line(capsys)
+    assert main([str(padded), "-o", "e.plan", "--min-shape", "1x3x8x1920", "--print-trtexec"]) != 0
+    assert "at least 16" in _one_error_line(capsys)
 
 
 def test_python_dash_m_entry_point(tmp_path: Path) -> None:
