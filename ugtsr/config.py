@@ -21,6 +21,12 @@ from .errors import ConfigError
 __all__ = ["UGTSRConfig", "PRESETS", "get_config", "MATCHING_MODES", "SKIP_FUSION_MODES"]
 
 MATCHING_MODES = ("nearest", "topk", "codeformer")
+_INT_FIELDS = ("scale", "in_channels", "norm_groups", "codebook_size", "codebook_dim", "swin_heads", "swin_window",
+               "top_k", "fusion_heads", "codeformer_dim", "codeformer_layers", "codeformer_heads", "codeformer_ffn",
+               "align_window", "align_heads", "uncertainty_hidden")
+_POSITIVE_FIELDS = ("norm_groups", "codebook_dim", "swin_heads", "fusion_heads", "codeformer_dim",
+                    "codeformer_layers", "codeformer_heads", "codeformer_ffn", "align_heads", "uncertainty_hidden")
+_FLOAT_FIELDS = ("norm_eps", "swin_mlp_ratio", "fusion_ffn_factor", "color_fix_sigma")
 SKIP_FUSION_MODES = ("add", "align_attention")
 
 
@@ -78,12 +84,43 @@ class UGTSRConfig:
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
+        # Types and ranges first: a bad value must be a ConfigError here, not a ZeroDivisionError,
+        # a TypeError or a reshape error deep in the model (issue 11 item 8).
+        if not isinstance(self.name, str):
+            bad(f"name must be a string, got {type(self.name).__name__}")
+        for name in _INT_FIELDS:
+            v = getattr(self, name)
+            if not _is_int(v):
+                bad(f"{name} must be an integer, got {v!r}")
+            if name in _POSITIVE_FIELDS and v < 1:
+                bad(f"{name} must be >= 1, got {v}")
+        for name in _FLOAT_FIELDS:
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
+                bad(f"{name} must be a finite number, got {v!r}")
+        for name in ("uncertainty_head", "fidelity_gate"):
+            if not isinstance(getattr(self, name), bool):
+                bad(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name, length in (("channels", 4), ("codeformer_grid", 2), ("swin_depths", None)):
+            v = getattr(self, name)
+            if (not isinstance(v, tuple) or (length is not None and len(v) != length)
+                    or not all(_is_int(x) and x >= 1 for x in v)):
+                n = f"{length} " if length else ""
+                bad(f"{name} must be a list of {n}positive integers, got {v!r}")
+        if not self.norm_eps > 0:
+            bad(f"norm_eps must be > 0, got {self.norm_eps}")
+        if self.align_window < 2 or self.align_window % 2:
+            # the decoder features at latent x2 / x4 are padded to whole windows of align_window // 2
+            # latent pixels; an odd window does not tile them (reshape error at run time)
+            bad(f"align_window must be an even number >= 2, got {self.align_window}")
+        if int(self.channels[0] * self.swin_mlp_ratio) < 1:
+            bad(f"swin_mlp_ratio {self.swin_mlp_ratio} gives an empty Swin MLP (channels[0] * ratio < 1)")
+        if int(self.codebook_dim * self.fusion_ffn_factor) < 1:
+            bad(f"fusion_ffn_factor {self.fusion_ffn_factor} gives an empty fusion FFN (codebook_dim * factor < 1)")
         if self.scale not in (1, 2, 4):
             bad(f"scale must be 1 (HQ prior), 2 or 4, got {self.scale}")
         if self.in_channels != 3:
             bad("only RGB input (in_channels=3) is supported")
-        if len(self.channels) != 4 or any(int(c) <= 0 for c in self.channels):
-            bad(f"channels must be 4 positive widths, got {self.channels}")
         for c in self.channels:
             if c % self.norm_groups:
                 bad(f"every width must be divisible by norm_groups={self.norm_groups}, got {c}")
@@ -185,6 +222,10 @@ class UGTSRConfig:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"config is not valid JSON: {exc}") from exc
         return cls.from_dict(data)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _femasr(scale: int) -> UGTSRConfig:

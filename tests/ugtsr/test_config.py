@@ -1,0 +1,63 @@
+"""UGTSRConfig rejects every value that would crash the model later (issue 11 item 8).
+
+Each case below built a config and then failed inside the model with a reshape error,
+ZeroDivisionError, TypeError or non-finite output; now ``__post_init__`` raises ConfigError
+naming the field.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ugtsr import PRESETS, build_model
+from ugtsr.config import UGTSRConfig, get_config
+from ugtsr.errors import ConfigError
+
+_SMALL = dict(channels=(32, 32, 16, 16), norm_groups=8, codebook_size=32, codebook_dim=16, swin_depths=(1,),
+              swin_heads=2, fusion_heads=2, align_heads=2, codeformer_dim=16, codeformer_heads=2,
+              codeformer_ffn=16, codeformer_layers=1)
+
+BAD = [
+    ("align_window", 7), ("align_window", 3), ("align_window", 1), ("align_window", 0), ("align_window", -2),
+    ("norm_groups", 0), ("norm_groups", -8), ("swin_heads", 0), ("swin_heads", -2), ("fusion_heads", 0),
+    ("fusion_heads", -2), ("align_heads", 0), ("align_heads", -1), ("codeformer_heads", 0), ("top_k", True),
+    ("swin_mlp_ratio", -1.0), ("fusion_ffn_factor", 0.0), ("fusion_ffn_factor", 0.01),
+    ("uncertainty_hidden", 0), ("uncertainty_hidden", -3), ("channels", (32.0, 32, 16, 16)),
+    ("channels", (32, 32, 16)), ("scale", 4.0), ("scale", True), ("in_channels", 3.0),
+    ("codeformer_grid", (0, 4)), ("codeformer_grid", (4,)), ("codeformer_grid", (4, 4, 4)),
+    ("codeformer_layers", 0), ("codeformer_ffn", 0), ("codeformer_dim", 0), ("norm_eps", 0.0),
+    ("norm_eps", -1.0), ("norm_eps", float("nan")), ("color_fix_sigma", True), ("swin_depths", (1, 0)),
+    ("uncertainty_head", 1), ("fidelity_gate", "yes"), ("name", 3), ("swin_window", 7), ("codebook_dim", 0),
+]
+
+
+@pytest.mark.parametrize("field, value", BAD, ids=[f"{f}={v!r}" for f, v in BAD])
+def test_bad_value_is_a_config_error_naming_the_field(field, value):
+    base = get_config("tiny_x4").replace(**_SMALL)
+    with pytest.raises(ConfigError) as err:
+        base.replace(**{field: value})
+    assert field in str(err.value) or field == "scale"
+    # the same through the checkpoint / ONNX metadata path
+    data = base.to_dict() | {field: list(value) if isinstance(value, tuple) else value}
+    with pytest.raises(ConfigError):
+        UGTSRConfig.from_dict(data)
+
+
+def test_odd_align_window_says_even():
+    with pytest.raises(ConfigError, match="align_window must be an even number >= 2, got 7"):
+        get_config("tiny_x4").replace(align_window=7)
+
+
+@pytest.mark.parametrize("align_window", [2, 6, 12])
+def test_even_align_windows_run_at_any_size(align_window):
+    cfg = get_config("tiny_x4").replace(**_SMALL, align_window=align_window)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        for h, w in [(37, 29), (cfg.multiple_of, 2 * cfg.multiple_of)]:
+            out = model(torch.rand(1, 3, h, w))
+            assert out.sr.shape == (1, 3, 4 * h, 4 * w) and torch.isfinite(out.sr).all()
+
+
+def test_presets_are_valid_and_round_trip():
+    for name, cfg in PRESETS.items():
+        assert UGTSRConfig.from_dict(cfg.to_dict()) == cfg, name
