@@ -30,7 +30,11 @@ astronaut, resized) is upscaled by ``python -m runtime.infer`` in a fresh subpro
 is its own high-water mark (``VmHWM``, read at exit by a small launcher). A process that only opens the model gives the
 baseline.
 
-Writes ``benchmarks/results/latency_<tag>.json`` / ``.csv``.
+**Peers** (``--peers``, :mod:`benchmarks.latency_peers`): the shipped model beside
+Real-ESRGAN-shaped networks (spandrel, random weights) on ONNX Runtime CPU at one and two threads:
+latency, GFLOP, GFLOP/s and peak memory above the loaded model.
+
+Writes ``benchmarks/results/latency_<tag>.json`` / ``.csv`` (``--peers``: ``latency_peers.{json,md,png}``).
 """
 from __future__ import annotations
 
@@ -51,6 +55,7 @@ import numpy as np
 from ugtsr.errors import ConfigError, UGTSRError
 
 from . import _common as C
+from . import latency_peers
 
 __all__ = ["main", "BACKEND_CASES", "peak_rss_of"]
 
@@ -94,7 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     pm.add_argument("--peak-size", type=int, default=1024, help="LR side of the test image (default 1024)")
     pm.add_argument("--peak-tile", type=int, nargs="+", default=[256], help="tile sizes to compare (default 256)")
     pm.add_argument("--peak-backend", default="auto", help="runtime.infer --backend (default auto)")
-    p.add_argument("--tag", default=None, help="result file tag (default: <model>_<cpu|cuda>)")
+    latency_peers.add_arguments(p)
+    p.add_argument("--tag", default=None, help="result file tag (default: <model>_<cpu|cuda>; --peers: peers)")
     p.add_argument("--out-dir", default=None, help="folder for the results (default benchmarks/results)")
     return p
 
@@ -387,6 +393,12 @@ def _model_name(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    if args.peers:
+        args.repeats = args.repeats or 7
+        args.warmup = 1 if args.warmup is None else args.warmup
+        if args.repeats < 1 or args.warmup < 0:
+            raise ConfigError("--repeats must be >= 1 and --warmup >= 0")
+        return latency_peers.run_peers(args, argv)
     if not any((args.preset, args.checkpoint, args.onnx, args.onnx_fp16, args.engine)):
         raise ConfigError("give a model: --preset NAME, --checkpoint, --onnx, --onnx-fp16 or --engine")
     try:

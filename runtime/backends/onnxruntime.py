@@ -24,7 +24,7 @@ from ugtsr.errors import UGTSRError, UnsupportedInputError, require
 
 from .base import Backend, check_lq, model_info_from_metadata
 
-__all__ = ["OnnxRuntimeBackend", "resolve_providers", "format_shape"]
+__all__ = ["OnnxRuntimeBackend", "resolve_providers", "format_shape", "session_options"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,17 @@ def _max_shape(options: Mapping[str, str]) -> tuple[int, int, int, int] | None:
     return None
 
 
+def session_options(ort: Any, *, threads: int | None = None) -> Any:
+    """The ``onnxruntime.SessionOptions`` of every session this backend opens (benchmarks use it too).
+
+    ``threads``: intra-op threads (``None`` = ONNX Runtime's default, all cores).
+    """
+    options = ort.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+    return options
+
+
 def _ort_errors(ort: Any) -> tuple[type[BaseException], ...]:
     state = ort.capi.onnxruntime_pybind11_state
     names = ("Fail", "InvalidArgument", "RuntimeException", "InvalidProtobuf", "NoSuchFile", "InvalidGraph",
@@ -181,9 +192,7 @@ class OnnxRuntimeBackend(Backend):
             raise UnsupportedInputError(f"{path}: model file not found")
         chosen = resolve_providers(providers, available=ort.get_available_providers(), device_id=device_id,
                                    model_path=path, trt_options=trt_options)
-        options = ort.SessionOptions()
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
+        options = session_options(ort, threads=threads)
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
         except self._errors as exc:
