@@ -221,6 +221,8 @@ class RemoteUpscaler:
                 if "UnsupportedInputError" in (exc.message() or "") or "INVALID_ARGUMENT" in status or \
                         status == "400":
                     raise UnsupportedInputError(message) from None
+                if "UNAVAILABLE" in status:  # gRPC: connection refused or lost mid-request
+                    raise UGTSRError(f"{self.server}: request failed, the server is unreachable ({message})") from None
                 raise UGTSRError(f"{self.server}: {message}") from None
             except Exception as exc:  # connection refused/reset: the server went away
                 raise UGTSRError(f"{self.server}: request failed, the server is unreachable "
