@@ -51,7 +51,7 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, checkpoint_path: str | os.PathLike, *, device: str = "cpu", half: bool = False) -> None:
-        torch = require("torch", extra="train", purpose="the torch backend (pip install torch)")
+        torch = require("torch", extra="torch", purpose="the torch backend")
         from ugtsr import load_model
 
         path = Path(checkpoint_path)

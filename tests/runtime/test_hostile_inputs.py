@@ -314,12 +314,14 @@ def test_forged_model_metadata_is_one_line(tmp_path, make_model, capfd):
     assert "metadata 'multiple_of' is 1000000, outside the valid range" in err and "out of memory" not in err
 
 
-def test_output_folder_under_a_file_says_not_a_directory(tmp_path, capfd):
+@pytest.mark.parametrize("where", ["file", "file/out"])
+def test_output_folder_under_a_file_says_not_a_directory(tmp_path, capfd, where):
     src = write_image(tmp_path / "x.png", smooth())
     (tmp_path / "file").write_text("x")
-    rc = main([str(src), "-o", str(tmp_path / "file" / "out")])
+    rc = main([str(src), "-o", str(tmp_path / where)])
     err = capfd.readouterr().err
     assert rc == 1 and len(err.splitlines()) == 1 and "Not a directory" in err and "File exists" not in err
+    assert (tmp_path / "file").read_text() == "x"
 
 
 @contextlib.contextmanager

@@ -266,3 +266,15 @@ def test_gpu_id_without_a_gpu_says_what_it_fell_back_to(tmp_path, nearest_model,
     assert "CUDAExecutionProvider is not available" in err and "using CPUExecutionProvider" in err
     assert "fp16 has no effect" in err
     assert all(line.startswith("warning: ") for line in err.splitlines())
+
+
+def test_warnings_of_the_cli_itself_have_the_prefix_under_python_m(tmp_path, nearest_model):
+    """Under ``python -m`` the module is ``__main__``; its warnings must still reach the CLI's handler."""
+    src = write_image(tmp_path / "x.png", random_image(8, 8, 4))
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime.infer", str(src), "-o", str(tmp_path / "out"), "--model", str(nearest_model),
+         "--ext", "jpg", "--quiet"],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [f"warning: {src}: jpg cannot store this image (alpha or 16-bit); writing x.png"]
