@@ -10,6 +10,11 @@
 * ``sr`` (stage II): the full preset. ``--init`` (a stage-I checkpoint) fills every tensor that
   exists with the same shape; the Top-k fusion and Align-Attention start fresh (logged). A frozen
   copy of the stage-I model (``--uncertainty-ckpt``, default ``--init``) supplies ``s`` for UDL.
+  ``--init`` may also be a stage-II checkpoint (fine-tuning, e.g. the shipped
+  ``runtime/models/ugtsr_tiny_x4.pt``): its uncertainty head is frozen in stage II, so it is its own
+  uncertainty model. ``--no-prior`` trains without the HQ prior (no codebook loss), for a model
+  whose prior is not at hand. An ``--init`` with the colour fix or fidelity gate needs them in the
+  run's model too (``--color-fix``, ``--fidelity-gate``), or they would be dropped silently.
 
 Where a file is not what a stage expects (an SR checkpoint given as a prior, other widths, another
 scale) a :class:`~ugtsr.errors.CheckpointError` names the file, what it holds and what was expected.
@@ -222,10 +227,12 @@ def _sr_models(options: Any, preset: UGTSRConfig, resume_meta: dict, load_init: 
     init = load_checkpoint(options.init) if options.init else None
     if init is not None:
         _check_shared(init, preset, "--init")
+        _check_post_filters(init, model)
         if load_init:
             fresh = _load_matching(model, init.state_dict)
             notes.append(f"weights from {options.init}; newly initialised: {_summarise(fresh)}")
-    # the stage-I model that supplies s (UDL, Eq. 3)
+    # the model that supplies s (UDL, Eq. 3): a stage-I model, or a stage-II checkpoint with its
+    # uncertainty head (frozen in stage II, so its s is the stage-I head's s it was trained with)
     if options.uncertainty_ckpt:
         unc_path, unc_flag = options.uncertainty_ckpt, "--uncertainty-ckpt"
     elif init is not None:
@@ -233,31 +240,64 @@ def _sr_models(options: Any, preset: UGTSRConfig, resume_meta: dict, load_init: 
     else:
         unc_path, unc_flag = resume_meta.get("uncertainty_checkpoint"), "the resumed run's uncertainty_checkpoint"
     if unc_path is None:
-        raise CheckpointError("--stage sr needs the stage-I model: pass --init STAGE1_CKPT (from --stage uncertainty)")
+        raise CheckpointError("--stage sr needs a model with an uncertainty head: pass --init CKPT (from --stage "
+                              "uncertainty, or a stage-II checkpoint such as runtime/models/ugtsr_tiny_x4.pt)")
     unc_ckpt = init if (init is not None and unc_path == options.init) else load_checkpoint(unc_path)
     _check_shared(unc_ckpt, preset, unc_flag)
-    stage = unc_ckpt.metadata.get("stage")
-    if not unc_ckpt.config.uncertainty_head or stage not in (None, "uncertainty"):
-        raise CheckpointError(f"{unc_path}: is {_describe(unc_ckpt)}; {unc_flag} must be the stage-I model "
-                              "(--stage uncertainty, with the uncertainty head); give it with --uncertainty-ckpt")
+    if not unc_ckpt.config.uncertainty_head:
+        raise CheckpointError(f"{unc_path}: is {_describe(unc_ckpt)} without an uncertainty head; {unc_flag} must "
+                              "supply s for UDL: a --stage uncertainty or --stage sr checkpoint")
     uncertainty = _freeze(unc_ckpt.build_model())
     if load_init and model.uncertainty_head is not None:
-        # The SR model's (frozen) head is the stage-I model's head, whatever --init was, so the
+        # The SR model's (frozen) head is the uncertainty model's head, whatever --init was, so the
         # confidence map of the result is the one stage I learned.
         model.uncertainty_head.load_state_dict(uncertainty.uncertainty_head.state_dict())
         if unc_ckpt is not init:
-            notes.append(f"uncertainty head from the stage-I model {unc_path}")
-    # the HQ prior that gives the GT codes
-    prior_path = (options.prior or resume_meta.get("prior_checkpoint") or unc_ckpt.metadata.get("prior_checkpoint")
-                  or (init.metadata.get("prior_checkpoint") if init is not None else None))
-    if prior_path is None:
-        raise CheckpointError(f"{unc_path}: records no prior_checkpoint; pass the HQ prior with --prior")
-    if options.prior is None and not Path(prior_path).is_file():
-        raise CheckpointError(f"{prior_path}: the HQ prior recorded in {unc_path} is not there; pass it with --prior")
-    prior, fmt = load_prior(prior_path, preset, flag="--prior")
-    notes.append(f"s from the stage-I model {unc_path}; GT codes from the {fmt} prior {prior_path}")
-    return StageModels(model=model, prior=prior, uncertainty=uncertainty, prior_source=_abs(prior_path),
+            notes.append(f"uncertainty head from {unc_path}")
+    prior, prior_path, fmt = _sr_prior(options, preset, resume_meta, unc_ckpt, init, unc_path)
+    if prior is None:
+        notes.append(f"s from {unc_path}; no HQ prior (--no-prior): no codebook loss")
+    else:
+        notes.append(f"s from {unc_path}; GT codes from the {fmt} prior {prior_path}")
+    return StageModels(model=model, prior=prior, uncertainty=uncertainty, prior_source=prior_path and _abs(prior_path),
                        uncertainty_source=_abs(unc_path), init_source=options.init and _abs(options.init), notes=notes)
+
+
+def _check_post_filters(init: Checkpoint, model: UGTSRNet) -> None:
+    """``--init`` must not silently lose the colour fix / fidelity gate it was trained with (adding
+    them to a model that lacks them is fine: the gate starts closed, the colour fix has no weights)."""
+    got, want = init.config, model.config
+    flags = []
+    if got.color_fix_sigma and not want.color_fix_sigma:
+        flags.append(f"--color-fix {got.color_fix_sigma:g}")
+    if got.fidelity_gate and not want.fidelity_gate:
+        flags.append("--fidelity-gate")
+    if flags:
+        raise CheckpointError(
+            f"{init.path}: has {'the colour fix' if got.color_fix_sigma else ''}"
+            f"{' and ' if got.color_fix_sigma and got.fidelity_gate else ''}"
+            f"{'the fidelity gate' if got.fidelity_gate else ''}, which this run's model lacks; "
+            f"pass {' '.join(flags)} to keep {'them' if len(flags) > 1 else 'it'}")
+
+
+def _sr_prior(options: Any, preset: UGTSRConfig, resume_meta: dict, unc_ckpt: Checkpoint,
+              init: Checkpoint | None, unc_path: str) -> tuple[UGTSRNet | None, str | None, str]:
+    """The HQ prior giving the GT codes: ``--prior``, else the one the resumed run, the uncertainty model
+    or ``--init`` recorded. ``--no-prior``: none (the codebook loss is left out)."""
+    if options.no_prior:
+        return None, None, ""
+    recorded = [p for p in (resume_meta.get("prior_checkpoint"), unc_ckpt.metadata.get("prior_checkpoint"),
+                            init.metadata.get("prior_checkpoint") if init is not None else None) if p]
+    prior_path = options.prior or (recorded[0] if recorded else None)
+    if prior_path is None:
+        raise CheckpointError(f"{unc_path}: records no prior_checkpoint; pass the HQ prior with --prior, or "
+                              "--no-prior to train without the codebook loss")
+    if options.prior is None and not Path(prior_path).is_file():
+        raise CheckpointError(f"{prior_path}: the HQ prior recorded in {unc_path} is not there; pass it with "
+                              "--prior, or --no-prior to train without the codebook loss (e.g. to fine-tune a "
+                              "shipped model, whose prior is not shipped)")
+    prior, fmt = load_prior(prior_path, preset, flag="--prior")
+    return prior, prior_path, fmt
 
 
 def _discriminator(options: Any, models: StageModels, load_init: bool) -> None:

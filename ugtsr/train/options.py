@@ -61,6 +61,9 @@ class TrainOptions:
     init_femasr: str | None = None
     uncertainty_ckpt: str | None = None
     prior: str | None = None
+    #: stage sr without the HQ prior (no GT codes, so no codebook loss): fine-tuning a model whose
+    #: prior is not at hand, e.g. the shipped runtime/models/ugtsr_tiny_x4.pt
+    no_prior: bool = False
     resume: str | None = None
     vgg_weights: str | None = None
     # data
@@ -150,6 +153,12 @@ class TrainOptions:
             bad("--init-femasr (FeMaSR's released prior) initialises --stage uncertainty only")
         if self.uncertainty_ckpt is not None and self.stage != "sr":
             bad("--uncertainty-ckpt is used by --stage sr only")
+        if self.no_prior and self.stage != "sr":
+            bad("--no-prior applies to --stage sr only (stage I needs the prior's GT codes)")
+        if self.no_prior and self.prior is not None:
+            bad("give either --prior or --no-prior, not both")
+        if self.no_prior and PRESETS[self.preset].matching == "codeformer":
+            bad("--no-prior: the CodeFormer matcher is trained on the prior's GT code indices")
 
     def _check_patch(self, bad: Any) -> None:
         preset = PRESETS[self.preset]
@@ -220,10 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ema-decay", type=float, default=d["ema_decay"].default, help="0 disables the EMA copy")
     g.add_argument("--d-features", type=int, default=d["d_features"].default, help="discriminator width (FeMaSR: 64)")
     g = p.add_argument_group("initialisation")
-    g.add_argument("--init", default=None, help="prior checkpoint (stage I) or stage-I checkpoint (stage II)")
+    g.add_argument("--init", default=None,
+                   help="prior checkpoint (stage I), or stage-I or stage-II checkpoint (stage II; e.g. the shipped "
+                        "runtime/models/ugtsr_tiny_x4.pt)")
     g.add_argument("--init-femasr", default=None, help="FeMaSR's released prior (FeMaSR_HRP_model_g.pth) for stage I")
-    g.add_argument("--uncertainty-ckpt", default=None, help="stage-I model supplying s for UDL (default: --init)")
+    g.add_argument("--uncertainty-ckpt", default=None,
+                   help="model whose frozen uncertainty head supplies s for UDL: stage I or II (default: --init)")
     g.add_argument("--prior", default=None, help="HQ prior giving the GT codes (default: from the --init checkpoint)")
+    g.add_argument("--no-prior", action="store_true",
+                   help="stage sr without the HQ prior: no codebook loss (to fine-tune a model whose prior you "
+                        "do not have, e.g. runtime/models/ugtsr_tiny_x4.pt)")
     g.add_argument("--resume", default=None, help="'auto' (RUN_DIR/latest.pt if present) or a state file")
     g = p.add_argument_group("data")
     g.add_argument("--pipeline", default=d["pipeline"].default, choices=sorted(PIPELINES))

@@ -8,7 +8,7 @@ Generator objective per stage (weights: ``--pixel-weight`` p, ``--codebook-weigh
   ``z_gt`` the frozen prior's codes of the HR patch.
 * ``sr`` (Eq. 15): ``p·L_UDL(sr, hr, s_I) + c·(L_codebook(z, z_gt) [+ L_codebook(fused, z_gt)])
   [+ L_CE(logits, gt indices)] + w·L_per + λ_adv·L_adv``. ``s_I`` comes from the frozen stage-I
-  model. UDL's default ``+1`` weights (``ŝ = s - min s + 1``) make ``L_UDL = L1 + mean((s - min s)·|sr - hr|)``,
+  model (or a stage-II checkpoint's frozen head). ``--no-prior`` drops the codebook terms (no GT codes). UDL's default ``+1`` weights (``ŝ = s - min s + 1``) make ``L_UDL = L1 + mean((s - min s)·|sr - hr|)``,
   i.e. exactly the paper's ``L1 + L_UDL``; with ``--udl-no-plus-one`` the L1 term is dropped too.
   For Top-k matching the codebook loss acts on the fused feature (Eq. 7, the input of the
   re-quantisation) *and* on the encoder output ``z`` (whose neighbours are the Top-k candidates);
@@ -226,14 +226,16 @@ class Trainer:
             total = o.pixel_weight * terms["l1"] + terms["esu"] + o.codebook_weight * terms["codebook"]
         else:
             terms["udl"] = udl_loss(out.sr, gt, t["s"], plus_one=o.udl_plus_one)
-            terms["codebook"] = codebook_loss(out.z, t["z_gt"])
-            total = o.pixel_weight * terms["udl"] + o.codebook_weight * terms["codebook"]
-            if out.fused is not None:
-                terms["codebook_fused"] = codebook_loss(out.fused, t["z_gt"])
-                total = total + o.codebook_weight * terms["codebook_fused"]
-            if out.logits is not None:  # matcher logits are (B, K, h, w); the loss takes (B, N, K)
-                terms["ce"] = codeformer_ce_loss(out.logits.flatten(2).transpose(1, 2), t["gt_indices"])
-                total = total + terms["ce"]
+            total = o.pixel_weight * terms["udl"]
+            if "z_gt" in t:  # absent with --no-prior: no GT codes, no codebook loss
+                terms["codebook"] = codebook_loss(out.z, t["z_gt"])
+                total = total + o.codebook_weight * terms["codebook"]
+                if out.fused is not None:
+                    terms["codebook_fused"] = codebook_loss(out.fused, t["z_gt"])
+                    total = total + o.codebook_weight * terms["codebook_fused"]
+                if out.logits is not None:  # matcher logits are (B, K, h, w); the loss takes (B, N, K)
+                    terms["ce"] = codeformer_ce_loss(out.logits.flatten(2).transpose(1, 2), t["gt_indices"])
+                    total = total + terms["ce"]
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(out.sr, gt)
             total = total + o.perceptual_weight * terms["perceptual"]

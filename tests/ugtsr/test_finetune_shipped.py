@@ -1,0 +1,95 @@
+"""Fine-tuning the shipped checkpoint as runtime/models/README.md says (issue 11 item 10).
+
+Before, ``--stage sr --init runtime/models/ugtsr_tiny_x4.pt`` asked for the stage-I model and
+``--uncertainty-ckpt`` with the same file gave the same message. A stage-II checkpoint is now its
+own frozen uncertainty model (its head is frozen in stage II), ``--no-prior`` trains without the HQ
+prior (which is not shipped), and losing the colour fix / fidelity gate of ``--init`` is refused.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ugtsr.checkpoint import load_checkpoint
+from ugtsr.train import main
+
+cv2 = pytest.importorskip("cv2")
+skdata = pytest.importorskip("skimage.data")
+
+SHIPPED = Path(__file__).resolve().parents[2] / "runtime" / "models" / "ugtsr_tiny_x4.pt"
+BASE = ["--stage", "sr", "--preset", "tiny_x4", "--batch-size", "1", "--patch-size", "64", "--threads", "1",
+        "--device", "cpu", "--perceptual-weight", "0", "--gan-weight", "0", "--no-tensorboard", "--quiet",
+        "--iters", "2", "--log-every", "1"]
+KEEP = ["--color-fix", "4", "--fidelity-gate"]
+
+pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped checkpoint is not in this checkout")
+
+
+@pytest.fixture(autouse=True)
+def _keep_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("hr")
+    for name in ("astronaut", "coffee"):
+        img = getattr(skdata, name)()[:96, :96]
+        cv2.imwrite(str(folder / f"{name}.png"), np.ascontiguousarray(img[..., ::-1]))
+    return folder
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_fine_tune_the_shipped_checkpoint_without_its_prior(photos, tmp_path, capsys):
+    out = tmp_path / "ft"
+    before = SHIPPED.read_bytes()
+    assert main([*BASE, *KEEP, "--init", str(SHIPPED), "--no-prior", "--data", str(photos), "--out", str(out)]) == 0
+    assert SHIPPED.read_bytes() == before
+    shipped, tuned = load_checkpoint(SHIPPED), load_checkpoint(out / "final.pt")
+    assert tuned.config == shipped.config  # colour fix and gate kept
+    assert tuned.metadata["prior_checkpoint"] is None
+    assert tuned.metadata["uncertainty_checkpoint"] == str(SHIPPED.resolve())
+    for k, v in shipped.state_dict.items():
+        if k.startswith(("codebook.", "quant_out.", "decoder.", "uncertainty_head.")):  # frozen in stage II
+            assert torch.equal(tuned.state_dict[k], v), k
+    changed = [k for k, v in shipped.state_dict.items() if not torch.equal(tuned.state_dict[k], v)]
+    assert changed and all(not k.startswith(("codebook.", "decoder.", "uncertainty_head.")) for k in changed)
+    import csv
+
+    with open(out / "log.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["loss"]]
+    assert len(rows) == 2 and all(r["udl"] and not r["codebook"] for r in rows)  # no GT codes, no codebook loss
+
+
+def test_shipped_checkpoint_as_uncertainty_model_of_another_init(photos, tmp_path):
+    first = tmp_path / "a"
+    assert main([*BASE, *KEEP, "--init", str(SHIPPED), "--no-prior", "--data", str(photos), "--out", str(first)]) == 0
+    second = tmp_path / "b"
+    assert main([*BASE, *KEEP, "--init", str(first / "final.pt"), "--uncertainty-ckpt", str(SHIPPED), "--no-prior",
+                 "--data", str(photos), "--out", str(second)]) == 0
+    assert load_checkpoint(second / "final.pt").metadata["uncertainty_checkpoint"] == str(SHIPPED.resolve())
+
+
+def test_what_the_documented_command_needs_is_said_in_one_line(photos, tmp_path, capsys):
+    common = ["--init", str(SHIPPED), "--data", str(photos), "--out", str(tmp_path / "r")]
+    assert main([*BASE, *common, "--no-prior"]) == 2  # would drop the colour fix and the gate
+    line = _error_line(capsys)
+    assert "--color-fix 4 --fidelity-gate" in line and str(SHIPPED) in line
+    recorded = load_checkpoint(SHIPPED).metadata.get("prior_checkpoint")
+    if recorded and not Path(recorded).exists():
+        assert main([*BASE, *KEEP, *common]) == 2
+        line = _error_line(capsys)
+        assert "--no-prior" in line and "is not there" in line
+    assert main([*BASE[:1], "uncertainty", *BASE[2:], *common, "--no-prior"]) == 2
+    assert "--no-prior applies to --stage sr only" in _error_line(capsys)
+    assert not (tmp_path / "r" / "final.pt").exists()
