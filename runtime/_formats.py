@@ -482,9 +482,21 @@ def _inspect_tiff(data: bytes) -> Inspection:
         return Inspection(f"{max(bits)}-bit CMYK TIFF is not supported (convert it to RGB)", data)
     offsets = tags.get(273) or tags.get(324)  # strips or tiles
     counts = tags.get(279) or tags.get(325)
+    if not offsets or 256 not in tags or 257 not in tags:
+        return Inspection("corrupt (the first image directory has no size or no image data)", data)
     if offsets and counts and len(offsets) == len(counts):
         if any(o + c > len(data) for o, c in zip(offsets, counts)):
             return Inspection("truncated (image data lies beyond the end of the file)", data)
+        if tags.get(259, [1])[0] in (8, 32946):  # Deflate: libtiff reports a bad strip only in OpenCV's log
+            for i, (o, c) in enumerate(zip(offsets, counts)):
+                inflater = zlib.decompressobj()
+                try:
+                    inflater.decompress(data[o:o + c])
+                except zlib.error as exc:
+                    return Inspection(f"corrupt (the compressed data of strip/tile {i} is invalid: {exc})", data)
+                if not inflater.eof:
+                    return Inspection(f"truncated or corrupt (the compressed data of strip/tile {i} does not end)",
+                                      data)
     result = Inspection(None, data)
     if problem:
         result.warnings.append(f"only the first page is read; the file is {problem.split(' (')[0]} after it")

@@ -170,6 +170,26 @@ def _signals_interrupt() -> Iterator[None]:
                 signal.signal(sig, old)
 
 
+@contextlib.contextmanager
+def _quiet_opencv_log() -> Iterator[None]:
+    """OpenCV's own log (``[ WARN:0@...]``/``[ERROR:0@...]`` lines from libtiff and the codecs) off while the
+    CLI runs: every problem is reported in the CLI's one line per file. Process-wide, so only the CLI does
+    this; :func:`runtime.read_image` as a library leaves the setting alone."""
+    try:
+        import cv2
+
+        logging_api = cv2.utils.logging
+        previous = logging_api.getLogLevel()
+        logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+    except (ImportError, AttributeError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        logging_api.setLogLevel(previous)
+
+
 class _Reporter:
     """Prints one-line messages without breaking tqdm bars, and counts outcomes."""
 
@@ -313,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     state: dict = {"files": 0, "out_dir": Path(args.output)}
     try:
-        with _signals_interrupt():
+        with _signals_interrupt(), _quiet_opencv_log():
             return _run(args, reporter, state)
     except (_Interrupted, KeyboardInterrupt) as exc:
         signum = exc.signum if isinstance(exc, _Interrupted) else signal.SIGINT

@@ -112,6 +112,18 @@ def cut_jpeg(with_eoi: bool) -> bytes:
     return data[: len(data) // 2] + (b"\xff\xd9" if with_eoi else b"")
 
 
+def tiff_with_corrupt_strip() -> bytes:
+    """A deflate-compressed TIFF whose directory is fine but whose compressed strip is garbage: libtiff reports
+    it only in OpenCV's log and OpenCV returns an image anyway; the strip check refuses it."""
+    data = bytearray(tiff_bytes(smooth(), photometric="rgb", compression="zlib"))
+    with tifffile.TiffFile(io.BytesIO(bytes(data))) as tif:
+        page = tif.pages[0]
+        start, size = page.dataoffsets[0], page.databytecounts[0]
+    data[start:start + size] = bytes(range(7, 7 + size % 200)) * (size // max(1, size % 200)) + bytes(size % max(1, size % 200))
+    data[start:start + 2] = b"\x00\xff"  # not a zlib header
+    return bytes(data)
+
+
 def animated_gif() -> bytes:
     frames = [Image.fromarray(smooth(seed=i)[:, :, ::-1]) for i in range(3)]
     return pil_bytes("GIF", frames[0], save_all=True, append_images=frames[1:])
@@ -185,6 +197,7 @@ CASES: dict[str, tuple[str, Callable[[], bytes], Expect]] = {
                                 ("ok", (80, 96), np.uint8, "extra channel")),
     "five_channel_tiff": ("five.tif", lambda: tiff_bytes(smooth(channels=5), photometric="minisblack",
                                                          planarconfig="contig"), ("error", "5 channels")),
+    "tiff_corrupt_strip": ("badstrip.tif", tiff_with_corrupt_strip, ("error", "strip/tile 0 is invalid")),
     "float_tiff": ("float.tif", lambda: tiff_bytes(np.ones((H, W, 3), np.float32), photometric="rgb"), ("error", "float32")),
     "newline_in_name": ("bad\nname.png", lambda: b"", ("error", "empty file")),
     "escape_in_name": ("bell\x1b[31m.png", lambda: b"\x00" * 40, ("error", "not an image")),
