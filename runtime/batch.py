@@ -125,12 +125,12 @@ def _walk_remote(uri: str) -> Iterator[tuple[str, str]]:
     pafs = require("pyarrow.fs", extra="batch")
     fs, root = _filesystem(uri)
     infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
-    prefix = uri.split("://", 1)[0] + "://"
     for info in sorted(infos, key=lambda i: i.path):
-        rel_dir = os.path.dirname(os.path.relpath(info.path, root))
+        rel = os.path.relpath(info.path, root)  # URIs keep the spelling of the one given
+        rel_dir = os.path.dirname(rel)
         if info.type == pafs.FileType.File and _is_image_name(info.base_name) \
                 and not any(part.startswith(".") for part in rel_dir.split("/") if part):
-            yield prefix + info.path, rel_dir
+            yield f"{uri.rstrip('/')}/{rel}", rel_dir
 
 
 def list_inputs(specs: Sequence[str], *, exclude: str | None = None) -> tuple[list[tuple[str, str]], list[str]]:
@@ -173,6 +173,15 @@ def list_inputs(specs: Sequence[str], *, exclude: str | None = None) -> tuple[li
     return unique, problems
 
 
+def _glob_match(parts: list[str], pattern: list[str]) -> bool:
+    """``glob`` semantics on path segments: ``*``/``?``/``[...]`` within a segment, ``**`` any number."""
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_glob_match(parts[i:], pattern[1:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) and _glob_match(parts[1:], pattern[1:])
+
+
 def _list_remote(spec: str, problems: list[str]) -> list[tuple[str, str]]:
     pafs = require("pyarrow.fs", extra="batch")
     fs, path = _filesystem(spec)
@@ -182,7 +191,8 @@ def _list_remote(spec: str, problems: list[str]) -> list[tuple[str, str]]:
     if kind == pafs.FileType.File or not any(ch in spec for ch in "*?["):
         return [(spec, "")]
     base = re.split(r"[*?\[]", spec, maxsplit=1)[0].rsplit("/", 1)[0]
-    matches = [(src, "") for src, _ in _walk_remote(base) if fnmatch.fnmatchcase(src, spec)]
+    pattern = spec.split("://", 1)[1].split("/")
+    matches = [(src, "") for src, _ in _walk_remote(base) if _glob_match(src.split("://", 1)[1].split("/"), pattern)]
     if not matches:
         problems.append(f"{display(spec)}: no files match this pattern")
     return matches
@@ -196,7 +206,9 @@ def _read(src: str, max_pixels: int | None) -> np.ndarray:
     try:
         with fs.open_input_stream(path) as fh:
             data = fh.read()
-    except (OSError, FileNotFoundError) as exc:
+    except FileNotFoundError:
+        raise UnsupportedInputError(f"{src}: no such file") from None
+    except OSError as exc:
         raise UnsupportedInputError(f"{src}: cannot read ({' '.join(str(exc).split())})") from None
     with tempfile.TemporaryDirectory(prefix="ugtsr-batch-") as tmp:
         local = Path(tmp, "input" + os.path.splitext(path)[1])
@@ -312,18 +324,20 @@ def _names(src: str, ext: str, suffix: str, image: np.ndarray | None = None) -> 
 
 def _plan(args: argparse.Namespace, listed: list[tuple[str, str]], previous: dict[str, dict[str, Any]]
           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
-    """Split the inputs into pending rows and records decided here (skipped, failed).
+    """Split the inputs into pending rows and ``(outcome, record)`` decided here (skipped, failed).
 
     The same rules as ``runtime.infer``, in its order: an output name taken by an earlier input of
     the run fails; an output that is an input (:class:`runtime.files.InputSet`) fails whatever
     ``--overwrite`` says; an existing output is skipped unless ``--overwrite``. On top: inputs that
     failed in an earlier run are not retried unless ``--retry-failed``. Returns
-    ``(pending, decided, carried)``, ``carried`` counting the earlier failures not retried.
+    ``(pending, decided, carried)``, ``carried`` counting the earlier failures not retried. A kept
+    record (an earlier run's ``ok`` whose output exists, an earlier ``failed``) is the same object as in
+    ``previous``; its outcome in this run is ``skipped`` or ``failed``.
     """
     inputs = InputSet(src for src, _ in listed if not _is_uri(src))
     produced: dict[str, str] = {}
     pending: list[dict[str, Any]] = []
-    decided: list[dict[str, Any]] = []
+    decided: list[tuple[str, dict[str, Any]]] = []
     carried = 0
 
     def key(path: str) -> str:
@@ -335,26 +349,28 @@ def _plan(args: argparse.Namespace, listed: list[tuple[str, str]], previous: dic
         heat = _heat_path(out) if args.save_uncertainty else ""
         other = produced.get(key(out))
         if other is not None:
-            decided.append(_record(src, out, "failed", f"{src}: output {out} was already written for {other} in "
-                                                       "this run (same name; use --suffix or separate runs)"))
+            decided.append(("failed", _record(src, out, "failed", f"{src}: output {out} was already written for "
+                                              f"{other} in this run (same name; use --suffix or separate runs)")))
             continue
         produced[key(out)] = src
         victim = next((inputs.which(t) for t in (out, heat) if t and not _is_uri(t) and t in inputs), None)
         if victim is not None:
-            decided.append(_record(src, out, "failed", f"{src}: refusing to overwrite the input file {victim} "
-                                                       "(use another -o folder or a --suffix)"))
+            decided.append(("failed", _record(src, out, "failed", f"{src}: refusing to overwrite the input file "
+                                              f"{victim} with the output {out} (inputs are never overwritten: "
+                                              "use another -o folder or a --suffix)")))
             continue
         before = previous.get(src)
         if before is not None and before.get("status") == "failed" and not args.retry_failed:
             carried += 1
-            decided.append(before)
+            decided.append(("failed", before))
             continue
         existing = [t for t in (out, heat) if t and _exists(t)]
         if existing and not args.overwrite:
             if before is not None and before.get("status") == "ok" and before.get("output") == out:
-                decided.append(before)  # done by an earlier run: keep its record
+                decided.append(("skipped", before))  # done by an earlier run: keep its record
             else:
-                decided.append(_record(src, out, "skipped", f"{src}: output {existing[0]} exists (use --overwrite)"))
+                decided.append(("skipped", _record(src, out, "skipped",
+                                                   f"{src}: output {existing[0]} exists (use --overwrite)")))
             continue
         pending.append({"input": src, "output": out, "heat": heat,
                         "fallback": _join(os.path.dirname(out) if not _is_uri(out) else out.rsplit("/", 1)[0],
@@ -677,10 +693,10 @@ def _run(args: argparse.Namespace, ray, console: _Console) -> int:
         console.error(problem)
     pending, decided, carried = _plan(args, listed, manifest.records)
     counts = {"ok": 0, "skipped": 0, "failed": len(problems)}
-    for record in decided:
-        counts[record["status"]] = counts.get(record["status"], 0) + 1
-        if record["status"] == "failed" and record is not manifest.records.get(record["input"]):
-            console.error(record["message"])
+    for outcome, record in decided:
+        counts[outcome] += 1
+        if outcome == "failed" and record is not manifest.records.get(record["input"]):
+            console.error(record["message"])  # new now; an earlier run's failure is only counted
         manifest.add(record)
     workers = 0
     interrupted = False
@@ -689,8 +705,8 @@ def _run(args: argparse.Namespace, ray, console: _Console) -> int:
             workers, interrupted = _execute(args, ray, pending, manifest, counts, console)
     finally:
         manifest.close()
-        if not _is_uri(out_root):
-            for folder in sorted({os.path.dirname(row["output"]) for row in pending}):
+        if not _is_uri(out_root):  # temporary files of writes killed in this run or an earlier one
+            for folder in sorted({os.path.dirname(r["output"]) for r in (*pending, *(r for _, r in decided))}):
                 remove_stale_temp_files(folder)
     if console.errors > _MAX_ERROR_LINES:
         console.write(f"error: ... {console.errors - _MAX_ERROR_LINES} more failures, listed in {manifest_path}")

@@ -108,8 +108,10 @@ def test_outputs_match_infer_and_bad_files_are_listed(cluster, photos, tmp_path,
 
     # a rerun skips everything (no Ray job at all); the earlier failures stay failed: exit status 1
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != batch.MANIFEST_NAME}
-    rc = batch.main([str(folder), "-o", str(out), "--ray", "auto", "--workers", "2", *COMMON])
+    rc = batch.main([str(folder), "-o", str(out), "--ray", "auto", "--workers", "2", *COMMON[:-1]])  # not quiet
+    summary = capsys.readouterr().out
     assert rc == 1
+    assert "0 processed, 60 skipped, 5 failed" in summary and "5 of the failed inputs failed in an earlier run" in summary
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != batch.MANIFEST_NAME} == mtimes
     assert _manifest(out) == records
 
@@ -199,8 +201,9 @@ def test_plan_refuses_to_overwrite_inputs_and_name_collisions(tmp_path):
     assert problems == [f"{folder / '*.nothing'}: no files match this pattern"]
     pending, decided, carried = batch._plan(args, listed, {})
     assert pending == [] and carried == 0
-    assert "refusing to overwrite the input file" in decided[0]["message"]  # OUT/a.png is the input
-    assert "already written for" in decided[1]["message"]  # both map to OUT/a.png
+    assert [outcome for outcome, _ in decided] == ["failed", "failed"]
+    assert "refusing to overwrite the input file" in decided[0][1]["message"]  # OUT/a.png is the input
+    assert "already written for" in decided[1][1]["message"]  # both map to OUT/a.png
 
 
 def test_manifest_reader_keeps_the_latest_record_and_skips_broken_lines(tmp_path):
@@ -235,3 +238,31 @@ def test_the_batch_path_imports_no_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "3 processed, 0 skipped, 0 failed" in proc.stdout
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["p0.png", "p1.png", "p2.png"]
+
+
+def test_uri_listing_reading_and_writing_through_an_fsspec_filesystem(tmp_path):
+    """The URI branch (listing, globbing, download, upload) on fsspec's in-memory filesystem, in this
+    process: the path that s3:// and gs:// take, without an object store (none is reachable here)."""
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    data = write_image(tmp_path / "a.png", random_image(8, 10, 3)).read_bytes()
+    for name in ("a.png", "sub/b.png", ".hidden/c.png", "sub/.d.png"):
+        fs.pipe(f"/ugtsr-test/in/{name}", data)
+    fs.pipe("/ugtsr-test/in/notes.txt", b"text")
+    try:
+        base = "memory://ugtsr-test/in"
+        assert batch.list_inputs([base]) == ([(f"{base}/a.png", ""), (f"{base}/sub/b.png", "sub")], [])
+        assert batch.list_inputs([f"{base}/*.png"]) == ([(f"{base}/a.png", "")], [])
+        assert batch.list_inputs([f"{base}/**/*.png"])[0] == [(f"{base}/a.png", ""), (f"{base}/sub/b.png", "")]
+        assert batch.list_inputs([f"{base}/*.gif"])[1] == [f"{base}/*.gif: no files match this pattern"]
+        image = batch._read(f"{base}/sub/b.png", None)
+        assert image.shape == (8, 10, 3)
+        with pytest.raises(batch.UnsupportedInputError, match=f"^{base}/notes.txt: not an image file"):
+            batch._read(f"{base}/notes.txt", None)
+        with pytest.raises(batch.UnsupportedInputError, match=f"^{base}/missing.png: no such file$"):
+            batch._read(f"{base}/missing.png", None)
+        assert not batch._exists("memory://ugtsr-test/out/a.png")
+        batch._write("memory://ugtsr-test/out/a.png", image, 95)
+        assert fs.cat("/ugtsr-test/out/a.png") == data and batch._exists("memory://ugtsr-test/out/a.png")
+    finally:
+        fs.rm("/ugtsr-test", recursive=True)
