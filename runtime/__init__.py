@@ -7,7 +7,8 @@ its library when it is opened, so the ONNX Runtime path works on an install with
     >>> with Upscaler("model.onnx") as up:
     ...     write_image("out.png", up.upscale(read_image("in.jpg")))
 
-CLI: ``python -m runtime.infer INPUT... -o OUT_DIR`` (see :mod:`runtime.infer`).
+CLI: ``python -m runtime.infer INPUT... -o OUT_DIR`` (see :mod:`runtime.infer`); many images on a Ray
+cluster: ``python -m runtime.batch INPUT... -o OUT`` (:mod:`runtime.batch`, the ``batch`` extra).
 """
 from __future__ import annotations
 
