@@ -441,8 +441,7 @@ def _run(args: argparse.Namespace, reporter: _Reporter, state: dict) -> int:
             if bar is not None:
                 bar.close()
     if not args.quiet:
-        reporter.write(f"done: {reporter.processed} processed, {reporter.skipped} skipped, {reporter.failed} "
-                       f"failed in {time.perf_counter() - start:.1f} s -> {out_dir}", err=False)
+        _summary(reporter, start, out_dir)
     return 1 if reporter.failed else 0
 
 
@@ -453,7 +452,7 @@ def _process_reporting(batch: _Batch, src: Path) -> None:
         batch.process(src)
     except UGTSRError as exc:
         msg = str(exc)
-        reporter.fail(msg if str(src) in msg else f"{src}: {msg}")
+        reporter.fail(msg if str(src) in msg or display(src) in msg else f"{src}: {msg}")
     except MemoryError:
         reporter.fail(f"{src}: out of memory (try a smaller --tile or --max-pixels)")
     except Exception as exc:  # one line per input, never a traceback (unless --debug)

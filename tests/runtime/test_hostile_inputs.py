@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import pytest
 
-from runtime.files import is_temp_name
+from runtime.files import display, is_temp_name
 from runtime.imageio import read_image, write_image
 from runtime.infer import main
 
@@ -220,8 +220,6 @@ def matrix(tmp_path_factory):
 
 
 def _lines_about(err: str, path: Path) -> list[str]:
-    from runtime.files import display
-
     return [line for line in err.splitlines() if display(path) in line]
 
 
@@ -234,6 +232,7 @@ def test_hostile_file(matrix, case):
     if expect[0] == "error":
         assert len(lines) == 1, (case, err)
         assert lines[0].startswith("error: ") and expect[1] in lines[0], lines[0]
+        assert lines[0].count(display(path)) == 1, lines[0]  # named once, not prefixed twice
         assert "[ERROR" not in lines[0] and "OpenCV(" not in lines[0]
         assert not any(p.stem == Path(filename).stem for p in matrix["out"].iterdir())  # nothing written
     else:
