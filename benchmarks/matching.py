@@ -269,10 +269,11 @@ def _slopes(rows: list[dict[str, Any]], x_key: str, methods: Sequence[str]) -> d
         if not pts:
             continue
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-        half = max(2, (len(pts) + 1) // 2)
+        # the larger half, at least two points (a slope needs two); one point gives no slope (None)
+        half = min(len(pts), max(2, (len(pts) + 1) // 2))
         out[m] = {"all": C.finite_or_none(C.loglog_slope(xs, ys), 3),
                   "upper_half": C.finite_or_none(C.loglog_slope(xs[-half:], ys[-half:]), 3),
-                  "upper_half_from": xs[-half]}
+                  "upper_half_from": xs[-half] if len(pts) >= 2 else None}
     return out
 
 
@@ -281,10 +282,10 @@ def _ratios(rows: list[dict[str, Any]], x_key: str) -> list[dict[str, Any]]:
     out = []
     for x in sorted({r[x_key] for r in rows}):
         cf, tk, nn = by.get((x, "codeformer")), by.get((x, "topk")), by.get((x, "nearest"))
-        out.append({x_key: x,
-                    "codeformer_over_topk": round(cf / tk, 3) if cf and tk else None,
-                    "codeformer_over_nearest": round(cf / nn, 3) if cf and nn else None,
-                    "topk_over_nearest": round(tk / nn, 3) if tk and nn else None})
+        out.append({x_key: x,  # 4 significant digits: a ratio far below 1 keeps its precision
+                    "codeformer_over_topk": float(f"{cf / tk:.4g}") if cf and tk else None,
+                    "codeformer_over_nearest": float(f"{cf / nn:.4g}") if cf and nn else None,
+                    "topk_over_nearest": float(f"{tk / nn:.4g}") if tk and nn else None})
     return out
 
 

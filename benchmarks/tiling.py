@@ -20,11 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from ugtsr.errors import ConfigError
+
 from ._common import (
     format_table,
     markdown_table,
     record_header,
     result_paths,
+    run_main,
     write_csv,
     write_json,
     write_text,
@@ -48,7 +51,7 @@ def _lr_of(path: Path, seed: int, scale: int) -> np.ndarray:
     return np.round(pair.lr[..., ::-1] * 255.0).astype(np.uint8)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.tiling", description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="model file (default: the shipped model)")
     p.add_argument("--data", required=True, type=Path, help="folder of HR photos")
@@ -60,15 +63,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="use each photo itself as the model input (large natural inputs), not its degraded LR")
     p.add_argument("--tag", default="default")
     p.add_argument("--out-dir", default=None)
-    args = p.parse_args(argv)
+    return p
 
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     import cv2
 
     from runtime import Upscaler
     from runtime.backends import load_backend
     from runtime.upscaler import default_model_path
 
+    if any(t < 1 for t in args.tiles) or any(pd < 0 for pd in args.pads):
+        raise ConfigError("--tiles must be >= 1 and --pads >= 0")
     photos = sorted(q for q in args.data.rglob("*") if q.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not photos:
+        raise ConfigError(f"{args.data}: no .png/.jpg photos found")
     settings = [("auto", None, 32)] + [(f"{t}/{pd}", t, pd) for t in args.tiles for pd in args.pads]
     rows: list[dict[str, Any]] = []
     # One model session serves the whole-image reference and every tiling setting.
@@ -114,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     write_text(paths["md"], markdown_table(summary, cols) + "\n")
     print(f"wrote {paths['json']}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main("tiling", _parser(), _run, argv)
 
 
 if __name__ == "__main__":

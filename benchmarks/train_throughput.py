@@ -18,7 +18,6 @@ Writes ``benchmarks/results/train_throughput.json`` (machine, versions, command,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -31,10 +30,13 @@ import torch
 
 from ugtsr.checkpoint import save_checkpoint
 from ugtsr.config import PRESETS
+from ugtsr.errors import ConfigError
 from ugtsr.model import build_model
 from ugtsr.stages import stage_config
 from ugtsr.train import Trainer, TrainOptions
 from ugtsr.train.logs import environment
+
+from . import _common as C
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.json"
 DEFAULT_CASES = ("tiny_x4:64", "tiny_x4:128", "ugtsr_x4:128")
@@ -90,7 +92,7 @@ def measure(preset: str, patch: int, *, batch_size: int, warmup: int, steps: int
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.train_throughput", description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", nargs="+", default=list(DEFAULT_CASES), help="PRESET:HR_PATCH (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=2)
@@ -100,13 +102,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--d-features", type=int, default=64)
     p.add_argument("-o", "--out", type=Path, default=RESULTS)
-    args = p.parse_args(argv)
+    return p
+
+
+def _cases(texts: list[str]) -> list[tuple[str, int]]:
+    cases = []
+    for case in texts:
+        preset, _, patch = case.partition(":")
+        if preset not in PRESETS or PRESETS[preset].is_prior:
+            raise ConfigError(f"--cases {case}: unknown SR preset {preset!r}")
+        try:
+            cases.append((preset, int(patch or 128)))
+        except ValueError:
+            raise ConfigError(f"--cases {case}: the HR patch must be an integer (PRESET:HR_PATCH)") from None
+    return cases
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    for name in ("batch_size", "steps"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.warmup < 0:
+        raise ConfigError("--warmup must be >= 0")
     if args.threads:
         torch.set_num_threads(args.threads)
-    cases = []
-    for case in args.cases:
-        preset, _, patch = case.partition(":")
-        cases.append((preset, int(patch or 128)))
+    cases = _cases(args.cases)
     rows = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="ugtsr_train_bench_") as tmp:
@@ -129,10 +149,13 @@ def main(argv: list[str] | None = None) -> int:
                   "median of the timed steps after warm-up; on a CPU shared with other jobs (see load_average) "
                   "one torch thread gives steadier numbers than two"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    C.write_json(args.out, record)
     print(f"wrote {args.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return C.run_main("train_throughput", _parser(), _run, argv)
 
 
 if __name__ == "__main__":
