@@ -337,32 +337,39 @@ def _inspect_png(data: bytes) -> Inspection:
     kept = [data[:8]]
     inflater = zlib.decompressobj()
     inflated = 0
-    ihdr = None
+    dropped = False
+    expected: int | None = None
     frames = None
     try:
         for ctype, payload, _ok in _png_chunks(data):
-            if ctype == b"IHDR":
-                ihdr = struct.unpack(">IIBBBBB", payload[:13]) if len(payload) >= 13 else None
+            if ctype == b"IHDR" and len(payload) >= 13:
+                w, h, bits, color, _c, _f, interlace = struct.unpack(">IIBBBBB", payload[:13])
+                expected = _png_raw_size(w, h, bits, color, interlace)
             elif ctype == b"acTL" and len(payload) >= 8:
                 frames = struct.unpack(">I", payload[:4])[0]
-            elif ctype == b"IDAT" and not inflater.eof:
-                inflated += len(inflater.decompress(payload))
-                while inflater.unconsumed_tail:  # never reached without max_length; kept for clarity
-                    inflated += len(inflater.decompress(inflater.unconsumed_tail))
+            elif ctype == b"IDAT":
+                if expected is None:
+                    return Inspection("corrupt (no valid IHDR chunk before the image data)", data)
+                buf = payload
+                while buf and not inflater.eof:  # in 1 MiB steps: a zlib bomb stops at the header's size
+                    inflated += len(inflater.decompress(buf, 1 << 20))
+                    if inflated > expected + (1 << 20):
+                        return Inspection("corrupt (the image data inflates to more than its header's size)", data)
+                    buf = inflater.unconsumed_tail
             if ctype in _PNG_KEEP:
                 kept.append(struct.pack(">I", len(payload)) + ctype + payload + zlib.crc32(ctype + payload).to_bytes(4, "big"))
-        inflated += len(inflater.flush())
+            else:
+                dropped = True
     except zlib.error as exc:
         return Inspection(f"corrupt (the compressed image data is invalid: {exc})", data)
-    if ihdr is None:
-        return Inspection("corrupt (no IHDR chunk)", data)
-    expected = _png_raw_size(ihdr[0], ihdr[1], ihdr[2], ihdr[3], ihdr[6])
-    if expected is not None and inflated < expected:
+    if expected is None:
+        return Inspection("corrupt (no valid IHDR chunk)", data)
+    if inflated < expected:
         return Inspection(f"truncated or corrupt (the image data holds {inflated:,} of {expected:,} bytes)", data)
     if not inflater.eof:
         return Inspection("truncated or corrupt (the compressed image data does not end)", data)
-    result = Inspection(None, b"".join(kept))
-    if expected is not None and inflated > expected:
+    result = Inspection(None, b"".join(kept) if dropped else data)
+    if inflated > expected:
         result.warnings.append(f"{inflated - expected:,} bytes of extra image data ignored")
     if frames and frames > 1:
         result.warnings.append(f"animated PNG: the default image is used, {frames} animation frames dropped")

@@ -4,7 +4,7 @@ with the shipped model on tiny images.
 For every case: one line per bad file naming it, no traceback and no other stderr chatter (libpng, libjpeg,
 OpenCV's ``[ERROR:0@...]``, numpy warnings), no partial or temporary file, inputs byte-identical afterwards,
 and the rest of the batch done. Run-level cases (data loss, NaN model, forged metadata, full disk, kill -9,
-SIGINT/SIGTERM, two processes on one folder) follow the per-file matrix.
+SIGINT/SIGTERM, two processes on one folder, stale temporary files) follow the per-file matrix.
 """
 from __future__ import annotations
 
@@ -75,6 +75,13 @@ def png_chunk(ctype: bytes, payload: bytes) -> bytes:
 def bomb_png() -> bytes:
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
+        png_chunk(b"IEND", b"")
+
+
+def zlib_bomb_png() -> bytes:
+    """A valid 24x20 header whose image data inflates to 64 MiB (200 KB on disk)."""
+    ihdr = struct.pack(">IIBBBBB", W, H, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(bytes(64 << 20))) + \
         png_chunk(b"IEND", b"")
 
 
@@ -174,6 +181,7 @@ CASES: dict[str, tuple[str, Callable[[], bytes], Expect]] = {
     "non_image": ("notes.png", lambda: b"just some text, not an image\n", ("error", "not an image")),
     "html_as_jpg": ("page.jpg", lambda: b"<!doctype html><html></html>", ("error", "not an image")),
     "bomb_png": ("bomb.png", bomb_png, ("error", "over the limit")),
+    "zlib_bomb_png": ("zbomb.png", zlib_bomb_png, ("error", "inflates to more than")),
     "bomb_jpeg": ("bomb.jpg", bomb_jpeg, ("error", "over the limit")),
     "bomb_tiff": ("bomb.tif", bomb_tiff, ("error", "over the limit")),
     "bomb_gif": ("bomb.gif", bomb_gif, ("error", "over the limit")),
