@@ -323,7 +323,7 @@ def _names(src: str, ext: str, suffix: str, image: np.ndarray | None = None) -> 
 
 
 def _plan(args: argparse.Namespace, listed: list[tuple[str, str]], previous: dict[str, dict[str, Any]]
-          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+          ) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]], int]:
     """Split the inputs into pending rows and ``(outcome, record)`` decided here (skipped, failed).
 
     The same rules as ``runtime.infer``, in its order: an output name taken by an earlier input of
@@ -347,18 +347,18 @@ def _plan(args: argparse.Namespace, listed: list[tuple[str, str]], previous: dic
         name, fallback_name = _names(src, args.ext, args.suffix)
         out = _join(args.output, rel, name)
         heat = _heat_path(out) if args.save_uncertainty else ""
-        other = produced.get(key(out))
-        if other is not None:
-            decided.append(("failed", _record(src, out, "failed", f"{src}: output {out} was already written for "
-                                              f"{other} in this run (same name; use --suffix or separate runs)")))
-            continue
-        produced[key(out)] = src
         victim = next((inputs.which(t) for t in (out, heat) if t and not _is_uri(t) and t in inputs), None)
         if victim is not None:
             decided.append(("failed", _record(src, out, "failed", f"{src}: refusing to overwrite the input file "
                                               f"{victim} with the output {out} (inputs are never overwritten: "
                                               "use another -o folder or a --suffix)")))
             continue
+        other = produced.get(key(out))
+        if other is not None:
+            decided.append(("failed", _record(src, out, "failed", f"{src}: output {out} was already written for "
+                                              f"{other} in this run (same name; use --suffix or separate runs)")))
+            continue
+        produced[key(out)] = src
         before = previous.get(src)
         if before is not None and before.get("status") == "failed" and not args.retry_failed:
             carried += 1

@@ -193,17 +193,24 @@ def test_recursive_folders_are_mirrored_and_the_output_folder_is_not_an_input(cl
 
 def test_plan_refuses_to_overwrite_inputs_and_name_collisions(tmp_path):
     folder = tmp_path / "in"
-    write_image(folder / "a.png", random_image(20, 20, 3))
-    write_image(folder / "other" / "a.png", random_image(20, 20, 3))
-    args = batch._build_parser().parse_args([str(folder), "-o", str(folder)])
-    listed, problems = batch.list_inputs([str(folder / "a.png"), str(folder / "other" / "a.png"),
-                                          str(folder / "*.nothing")])
+    for name in ("a.png", "x/b.png", "y/b.png"):
+        write_image(folder / name, random_image(20, 20, 3))
+    specs = [str(folder / "a.png"), str(folder / "x" / "b.png"), str(folder / "y" / "b.png"),
+             str(folder / "*.nothing")]
+    listed, problems = batch.list_inputs(specs)
     assert problems == [f"{folder / '*.nothing'}: no files match this pattern"]
+    args = batch._build_parser().parse_args([*specs[:3], "-o", str(folder)])
     pending, decided, carried = batch._plan(args, listed, {})
-    assert pending == [] and carried == 0
+    assert [row["input"] for row in pending] == [str(folder / "x" / "b.png")] and carried == 0
     assert [outcome for outcome, _ in decided] == ["failed", "failed"]
     assert "refusing to overwrite the input file" in decided[0][1]["message"]  # OUT/a.png is the input
-    assert "already written for" in decided[1][1]["message"]  # both map to OUT/a.png
+    assert f"already written for {folder / 'x' / 'b.png'}" in decided[1][1]["message"]  # both are OUT/b.png
+    # an earlier run's failure is not retried, unless --retry-failed
+    previous = {str(folder / "x" / "b.png"): {"input": str(folder / "x" / "b.png"), "status": "failed"}}
+    args.output = str(tmp_path / "out")
+    assert batch._plan(args, listed[1:2], previous)[1:] == ([("failed", previous[str(folder / "x" / "b.png")])], 1)
+    args.retry_failed = True
+    assert len(batch._plan(args, listed[1:2], previous)[0]) == 1
 
 
 def test_manifest_reader_keeps_the_latest_record_and_skips_broken_lines(tmp_path):
