@@ -8,7 +8,8 @@ image per network call) and on (``--dynamic-batching``: Triton groups same-shape
 Triton server (PyTriton, in the serve venv: ``$UGTSR_SERVE_PYTHON`` or ``.venv-serve/bin/python``),
 checks one answer against the local :class:`runtime.Upscaler` (within 1 LSB), and then, for each
 concurrency, runs that many client threads (one gRPC ``RemoteUpscaler`` each, requests back to back)
-for ``--seconds`` per window, ``--repeats`` windows after a warm-up window. It reports requests/s
+for ``--seconds`` per window, ``--repeats`` windows after a warm-up window; both servers stay up and
+their windows alternate, so a change in the machine's load affects both settings alike. It reports requests/s
 (median over the windows) and the p50 / p99 latency over all requests of the windows.
 
 The clients run on the same machine as the server, so on a small CPU they take cores from it; the
@@ -17,6 +18,7 @@ numbers are this machine's, with its load average recorded in the result file.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import socket
@@ -155,6 +157,12 @@ def _run(args: argparse.Namespace, argv: Any) -> int:
     from runtime.upscaler import default_model_path
 
     python = _serve_python(args.serve_python)
+    load_at_start = os.getloadavg()
+    probe = subprocess.run([python, "-c", "import json, importlib.metadata as m, sys; print(json.dumps({'python': "
+                            "sys.version.split()[0], **{p: m.version(p) for p in ('nvidia-pytriton', 'numpy', "
+                            "'onnxruntime', 'opencv-python-headless', 'tritonclient')}}))"],
+                           capture_output=True, text=True, timeout=120)
+    server_versions = json.loads(probe.stdout) if probe.returncode == 0 else {"error": probe.stderr.strip()[-300:]}
     model = str(args.model or default_model_path())
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, size=(args.size, args.size, 3), dtype=np.uint8)
@@ -169,43 +177,56 @@ def _run(args: argparse.Namespace, argv: Any) -> int:
     paths = result_paths(args.out_dir, "serve", args.tag)
     paths["json"].parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    for batching, extra in settings:
-        log = paths["json"].with_name(f".serve_{args.tag}_{batching}.log")
-        server = _Server(python, args.model, extra, log)
-        try:
-            from runtime.remote import RemoteUpscaler
+    servers: dict[str, _Server] = {}
+    logs = {b: paths["json"].with_name(f".serve_{args.tag}_{b}.log") for b, _ in settings}
+    try:
+        # both servers stay up and the windows alternate between them, so a change in the machine's
+        # load hits both settings alike
+        for batching, extra in settings:
+            servers[batching] = _Server(python, args.model, extra, logs[batching])
+        from runtime.remote import RemoteUpscaler
 
-            address = f"localhost:{server.grpc}"
-            with RemoteUpscaler(address) as probe:
+        address = {b: f"localhost:{srv.grpc}" for b, srv in servers.items()}
+        diff = {}
+        for batching in servers:
+            with RemoteUpscaler(address[batching]) as probe:
                 got = probe.upscale(image)
-            diff = int(np.abs(got.astype(np.int64) - reference.astype(np.int64)).max())
-            if diff > 1:
+            diff[batching] = int(np.abs(got.astype(np.int64) - reference.astype(np.int64)).max())
+            if diff[batching] > 1:
                 raise UGTSRError(f"dynamic batching {batching}: the server's output differs from the local "
-                                 f"Upscaler by {diff} LSB")
-            for clients in args.clients:
-                _window(address, image, clients, args.seconds)  # warm-up window
-                rates, lat = [], []
-                req0, exec0 = _counts(server.metrics)
-                for _ in range(args.repeats):
-                    done, elapsed, latencies = _window(address, image, clients, args.seconds)
-                    rates.append(done / elapsed)
-                    lat += latencies
-                req1, exec1 = _counts(server.metrics)
-                lat_ms = np.array(lat) * 1000.0
-                row = {"dynamic_batching": batching, "clients": clients, "requests": len(lat),
-                       "requests_per_s": round(statistics.median(rates), 2),
-                       "requests_per_s_windows": [round(r, 2) for r in rates],
+                                 f"Upscaler by {diff[batching]} LSB")
+        for clients in args.clients:
+            rates: dict[str, list[float]] = {b: [] for b in servers}
+            lat: dict[str, list[float]] = {b: [] for b in servers}
+            counts0 = {}
+            for batching in servers:
+                _window(address[batching], image, clients, args.seconds)  # warm-up window
+                counts0[batching] = _counts(servers[batching].metrics)
+            for _ in range(args.repeats):
+                for batching in servers:
+                    done, elapsed, latencies = _window(address[batching], image, clients, args.seconds)
+                    rates[batching].append(done / elapsed)
+                    lat[batching] += latencies
+            for batching, srv in servers.items():
+                (req0, exec0), (req1, exec1) = counts0[batching], _counts(srv.metrics)
+                lat_ms = np.array(lat[batching]) * 1000.0
+                row = {"dynamic_batching": batching, "clients": clients, "requests": len(lat_ms),
+                       "requests_per_s": round(statistics.median(rates[batching]), 2),
+                       "requests_per_s_windows": [round(r, 2) for r in rates[batching]],
                        "p50_ms": round(float(np.percentile(lat_ms, 50)), 1),
                        "p99_ms": round(float(np.percentile(lat_ms, 99)), 1),
                        "mean_batch": round((req1 - req0) / (exec1 - exec0), 2) if exec1 > exec0 else None,
-                       "max_abs_diff_vs_local": diff}
+                       "max_abs_diff_vs_local": diff[batching]}
                 rows.append(row)
                 print(f"batching {batching:3}  clients {clients:2d}: {row['requests_per_s']:7.2f} req/s  "
                       f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms  mean batch {row['mean_batch']}  "
-                      f"({len(lat)} requests)", flush=True)
-        finally:
-            server.stop()
+                      f"({len(lat_ms)} requests)", flush=True)
+    finally:
+        for srv in servers.values():
+            srv.stop()
+        for log in logs.values():
             log.unlink(missing_ok=True)
+    rows.sort(key=lambda r: (r["dynamic_batching"] != "off", r["clients"]))
     cols = [("dynamic_batching", "dynamic batching"), "clients", ("requests_per_s", "req/s"),
             ("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("mean_batch", "mean batch"), "requests"]
     print(format_table(rows, cols))
@@ -213,9 +234,11 @@ def _run(args: argparse.Namespace, argv: Any) -> int:
         "serve", "benchmarks.serve", argv, model=model, image=f"{args.size}x{args.size} BGR uint8 (random)",
         server={"instances": args.instances, "tile": 0, "threads": args.threads,
                 "max_request_batch": args.max_request_batch, "max_queue_delay_us": args.max_queue_delay_us},
-        window_seconds=args.seconds, repeats=args.repeats, protocol="grpc",
+        window_seconds=args.seconds, repeats=args.repeats, protocol="grpc", server_versions=server_versions,
+        load_average_at_start=[round(v, 2) for v in load_at_start],
         note="clients and server share this machine; req/s = median over the windows, p50/p99 over all "
-             "requests of the windows; one warm-up window per row is not counted; mean batch = Triton's "
+             "requests of the windows; the windows of the two settings alternate (both servers up, one idle while "
+             "the other is measured); one warm-up window per row is not counted; mean batch = Triton's "
              "nv_inference_request_success / nv_inference_exec_count for ugtsr over the windows")
     record["rows"] = rows
     write_json(paths["json"], record)

@@ -224,12 +224,13 @@ class FileModel:
 
 
 # ------------------------------------------------------------------------------------------ server
-def _bind_models(triton: Any, make_upscaler: Callable[[], Upscaler], *, instances: int, max_pixels: int | None,
-                 has_uncertainty: bool, dynamic_batching: bool, queue_delay_us: int,
-                 max_request_batch: int) -> list[Any]:
+def _bind_models(triton: Any, make_upscaler: Callable[[], Upscaler], callables: list[Any], *, instances: int,
+                 max_pixels: int | None, has_uncertainty: bool, dynamic_batching: bool, queue_delay_us: int,
+                 max_request_batch: int) -> None:
+    """Bind ``ugtsr``, ``ugtsr_u16`` and ``ugtsr_file``; every callable made is appended to ``callables``
+    (so the caller closes them even when a bind fails)."""
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 
-    callables: list[Any] = []
     for name, dtype in IMAGE_MODELS.items():
         batched = dynamic_batching and name == "ugtsr"
         funcs = [ImageModel(make_upscaler, dtype=dtype, max_pixels=max_pixels, batched=batched)
@@ -250,7 +251,6 @@ def _bind_models(triton: Any, make_upscaler: Callable[[], Upscaler], *, instance
     callables += files
     triton.bind(model_name=FILE_MODEL, infer_func=files, inputs=[Tensor(name="file", dtype=bytes, shape=(1,))],
                 outputs=[Tensor(name="file", dtype=bytes, shape=(1,))], config=ModelConfig(batching=False))
-    return callables
 
 
 def serve(model: str | os.PathLike | None = None, *, http_port: int = 8000, grpc_port: int = 8001,
@@ -285,11 +285,10 @@ def serve(model: str | os.PathLike | None = None, *, http_port: int = 8000, grpc
             callables: list[Any] = []
             try:
                 with Triton(config=config) as triton:
-                    callables = _bind_models(triton, make_upscaler, instances=instances, max_pixels=max_pixels,
-                                             has_uncertainty=info.has_uncertainty,
-                                             dynamic_batching=dynamic_batching, queue_delay_us=queue_delay_us,
-                                             max_request_batch=max_request_batch)
-                    try:
+                    try:  # a started Triton loads each model as it is bound
+                        _bind_models(triton, make_upscaler, callables, instances=instances, max_pixels=max_pixels,
+                                     has_uncertainty=info.has_uncertainty, dynamic_batching=dynamic_batching,
+                                     queue_delay_us=queue_delay_us, max_request_batch=max_request_batch)
                         triton.run()
                     except Exception as exc:  # a model failed to load; Triton is stopped on leaving `with`
                         # PyTriton 0.7.0 gives the stubs' config handshake a fixed 1 s; on a loaded machine a
