@@ -334,7 +334,8 @@ def _inspect_png(data: bytes) -> Inspection:
     problem = _png_problem(data)
     if problem:
         return Inspection(problem, data)
-    kept = [data[:8]]
+    kept: list[tuple[int, int]] = []
+    pos = len(_PNG_SIG)
     inflater = zlib.decompressobj()
     inflated = 0
     dropped = False
@@ -356,10 +357,12 @@ def _inspect_png(data: bytes) -> Inspection:
                     if inflated > expected + (1 << 20):
                         return Inspection("corrupt (the image data inflates to more than its header's size)", data)
                     buf = inflater.unconsumed_tail
+            end = pos + 12 + len(payload)  # length, type, payload, CRC (checked by _png_problem)
             if ctype in _PNG_KEEP:
-                kept.append(struct.pack(">I", len(payload)) + ctype + payload + zlib.crc32(ctype + payload).to_bytes(4, "big"))
+                kept.append((pos, end))
             else:
                 dropped = True
+            pos = end
     except zlib.error as exc:
         return Inspection(f"corrupt (the compressed image data is invalid: {exc})", data)
     if expected is None:
@@ -368,7 +371,7 @@ def _inspect_png(data: bytes) -> Inspection:
         return Inspection(f"truncated or corrupt (the image data holds {inflated:,} of {expected:,} bytes)", data)
     if not inflater.eof:
         return Inspection("truncated or corrupt (the compressed image data does not end)", data)
-    result = Inspection(None, b"".join(kept) if dropped else data)
+    result = Inspection(None, data[:len(_PNG_SIG)] + b"".join(data[a:b] for a, b in kept) if dropped else data)
     if inflated > expected:
         result.warnings.append(f"{inflated - expected:,} bytes of extra image data ignored")
     if frames and frames > 1:

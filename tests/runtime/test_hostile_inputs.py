@@ -85,6 +85,12 @@ def zlib_bomb_png() -> bytes:
         png_chunk(b"IEND", b"")
 
 
+def png_with_bad_iccp() -> bytes:
+    """A good image with a malformed colour profile, which libpng warns about on stderr."""
+    data = encode(".png", smooth())
+    return data[:33] + png_chunk(b"iCCP", b"x\x00\x00" + zlib.compress(b"junk")) + data[33:]
+
+
 def bomb_jpeg() -> bytes:
     data = bytearray(encode(".jpg", smooth()))
     sof = data.find(b"\xff\xc0")
@@ -181,6 +187,7 @@ CASES: dict[str, tuple[str, Callable[[], bytes], Expect]] = {
     "non_image": ("notes.png", lambda: b"just some text, not an image\n", ("error", "not an image")),
     "html_as_jpg": ("page.jpg", lambda: b"<!doctype html><html></html>", ("error", "not an image")),
     "bomb_png": ("bomb.png", bomb_png, ("error", "over the limit")),
+    "png_bad_iccp": ("iccp.png", png_with_bad_iccp, ("ok", (80, 96, 3), np.uint8, None)),
     "zlib_bomb_png": ("zbomb.png", zlib_bomb_png, ("error", "inflates to more than")),
     "bomb_jpeg": ("bomb.jpg", bomb_jpeg, ("error", "over the limit")),
     "bomb_tiff": ("bomb.tif", bomb_tiff, ("error", "over the limit")),
