@@ -16,6 +16,7 @@ from .backends import Backend, ModelInfo, backend_for_path, load_backend
 from .imageio import (
     DEFAULT_MAX_PIXELS,
     ImageLayout,
+    decode_image,
     float_to_image,
     image_to_float,
     read_image,
@@ -34,6 +35,7 @@ __all__ = [
     "load_backend",
     "backend_for_path",
     "read_image",
+    "decode_image",
     "write_image",
     "image_to_float",
     "float_to_image",

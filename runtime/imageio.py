@@ -36,6 +36,7 @@ from .files import IMAGE_EXTENSIONS, WRITE_FORMATS, display
 
 __all__ = [
     "read_image",
+    "decode_image",
     "write_image",
     "write_bytes_atomic",
     "ImageLayout",
@@ -90,7 +91,23 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
         UnsupportedInputError: one line naming the file and the problem.
     """
     path = Path(path)
-    data = _load_bytes(path)
+    return decode_image(_load_bytes(path), source=path, max_pixels=max_pixels)
+
+
+def decode_image(data: bytes, *, source: str | os.PathLike = "<bytes>",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """:func:`read_image` for an encoded image already in memory (e.g. the body of a request).
+
+    ``source`` names the data in messages (a file name, a request id). Same checks, same result.
+
+    Raises:
+        UnsupportedInputError: one line naming ``source`` and the problem.
+    """
+    path = Path(source)
+    if not isinstance(data, bytes):
+        data = bytes(data)  # bytearray, memoryview, a numpy buffer
+    if not data:
+        raise _fail(path, "empty file (0 bytes)")
     fmt = _formats.sniff_format(data)
     if fmt is None:
         other = _formats.unsupported_format(data)

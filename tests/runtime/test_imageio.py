@@ -325,3 +325,16 @@ def test_eight_threads_over_good_pngs_and_truncated_jpegs(tmp_path, capfd):
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)  # stderr still the same file
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+def test_decode_image_from_memory_matches_read_image(tmp_path):
+    from runtime.imageio import decode_image
+
+    path = write_image(tmp_path / "a.png", random_image(12, 9, 4, np.uint16))
+    data = path.read_bytes()
+    np.testing.assert_array_equal(decode_image(data), read_image(path))
+    np.testing.assert_array_equal(decode_image(memoryview(data), source="request-7"), read_image(path))
+    with pytest.raises(UnsupportedInputError, match=r"^request-7: PNG file is truncated"):
+        decode_image(data[:60], source="request-7")
+    with pytest.raises(UnsupportedInputError, match=r"^<bytes>: empty file"):
+        decode_image(b"")
