@@ -283,28 +283,33 @@ def serve(model: str | os.PathLike | None = None, *, http_port: int = 8000, grpc
     try:
         for attempt in range(1, _START_ATTEMPTS + 1):
             callables: list[Any] = []
+            started = False
             try:
-                with Triton(config=config) as triton:
-                    try:  # a started Triton loads each model as it is bound
-                        _bind_models(triton, make_upscaler, callables, instances=instances, max_pixels=max_pixels,
-                                     has_uncertainty=info.has_uncertainty, dynamic_batching=dynamic_batching,
-                                     queue_delay_us=queue_delay_us, max_request_batch=max_request_batch)
-                        triton.run()
-                    except Exception as exc:  # a model failed to load; Triton is stopped on leaving `with`
-                        # PyTriton 0.7.0 gives the stubs' config handshake a fixed 1 s; on a loaded machine a
-                        # second instance can miss it. A fresh start usually succeeds.
-                        if attempt == _START_ATTEMPTS:
-                            raise UGTSRError(f"Triton could not load the models after {attempt} attempts "
-                                             f"({' '.join(str(exc).split())[:300]})") from None
-                        logger.warning("Triton could not load the models (attempt %d of %d), restarting: %s",
-                                       attempt, _START_ATTEMPTS, " ".join(str(exc).split())[:200])
-                        continue
+                with Triton(config=config) as triton:  # starts tritonserver; it loads each model at bind
+                    _bind_models(triton, make_upscaler, callables, instances=instances, max_pixels=max_pixels,
+                                 has_uncertainty=info.has_uncertainty, dynamic_batching=dynamic_batching,
+                                 queue_delay_us=queue_delay_us, max_request_batch=max_request_batch)
+                    triton.run()
+                    started = True
                     logger.info("serving %s (x%d) on http :%d, grpc :%d, metrics :%d", path, info.scale,
                                 http_port, grpc_port, metrics_port)
                     if ready is not None:
                         ready()
                     triton.serve(monitoring_period_s=1.0)  # returns on SIGINT/SIGTERM (KeyboardInterrupt)
                     return
+            except UGTSRError:
+                raise
+            except Exception as exc:  # Triton is stopped (left `with`); a failure while serving is a bug
+                if started:
+                    raise
+                # PyTriton 0.7.0 gives the stubs' config handshake a fixed 1 s; on a loaded machine a second
+                # instance can miss it, and a fresh start usually succeeds. A busy port fails every time.
+                detail = " ".join(str(exc).split())
+                if attempt == _START_ATTEMPTS:
+                    raise UGTSRError(f"Triton did not start with the models after {attempt} attempts (are ports "
+                                     f"{http_port}/{grpc_port}/{metrics_port} free?): {detail[:300]}") from None
+                logger.warning("Triton did not start with the models (attempt %d of %d), restarting: %s",
+                               attempt, _START_ATTEMPTS, detail[:200])
             finally:
                 for c in callables:
                     c.close()

@@ -360,3 +360,19 @@ def test_check_image_names_each_problem():
     ]:
         with pytest.raises(UnsupportedInputError, match=re.escape(words)):
             check_image(image, dtype=dtype, max_pixels=limit)
+
+
+def test_upscaler_server_argument_returns_a_client_and_refuses_local_options(capsys):
+    from runtime.infer import main as infer_main
+
+    with pytest.raises(UnsupportedInputError, match="takes no model or options"):
+        Upscaler(server="localhost:8001", tile=64)
+    port = _free_ports(1)[0]
+    for protocol in ("grpc", "http"):
+        with pytest.raises(UGTSRError, match=f"localhost:{port}: cannot reach the Triton server over {protocol}"):
+            Upscaler(server=f"localhost:{port}", protocol=protocol)
+    assert infer_main(["x.png", "--server", f"localhost:{port}", "--outscale", "2"]) == 2
+    assert "drop --model, --model-name and --outscale" in capsys.readouterr().err
+    assert infer_main(["x.png", "--server", f"localhost:{port}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot reach the Triton server" in err[0]
