@@ -81,8 +81,10 @@ def display(text: object) -> str:
             out.append(_ESCAPES[ch])
         elif ord(ch) < 0x100:
             out.append(f"\\x{ord(ch):02x}")
-        else:
+        elif ord(ch) < 0x10000:
             out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
     return "".join(out)
 
 
