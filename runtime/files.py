@@ -57,11 +57,14 @@ WRITE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WebP"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm", ".pnm")
 #: an unlocked temporary file younger than this may belong to a writer that has not locked it yet
 STALE_TEMP_AGE_S = 2.0
-#: without POSIX locks, only files this old are taken for stale
+#: temporary files that may belong to a writer without the lock are stale only when this old
 _UNLOCKABLE_STALE_AGE_S = 3600.0
 
-# ``.NAME.XXXXXXXX.tmp``: ours (token_hex) and ugtsr.fileio's (tempfile.mkstemp: [a-z0-9_]{8})
+# ``.NAME.XXXXXXXX.tmp``: ours (token_hex, locked while written) and ugtsr.fileio's (tempfile.mkstemp:
+# [a-z0-9_]{8}, not locked -- so those count as stale only after an hour: a long write of a live writer
+# must not lose its file)
 _TEMP_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+_LOCKED_TEMP_RE = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -289,8 +292,9 @@ def is_temp_name(name: str) -> bool:
 def remove_stale_temp_files(folder: str | os.PathLike, *, min_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
     """Remove the temporary files of interrupted writes (a ``kill -9`` mid-write) from ``folder``.
 
-    Only names matching ``.NAME.XXXXXXXX.tmp``, only regular files, only when at least ``min_age_s``
-    old and not locked by a live writer (POSIX ``flock``; without it, only files over an hour old).
+    Only names matching ``.NAME.XXXXXXXX.tmp``, only regular files, only when not locked by a live
+    writer (POSIX ``flock``) and at least ``min_age_s`` old -- or an hour old for names that a writer
+    without the lock may have made (``ugtsr.fileio``'s ``mkstemp`` names) and on systems without ``flock``.
     Returns the removed paths; problems (no such folder, permissions) are ignored.
     """
     removed: list[Path] = []
@@ -299,10 +303,11 @@ def remove_stale_temp_files(folder: str | os.PathLike, *, min_age_s: float = STA
     except OSError:
         return removed
     now = time.time()
-    min_age = min_age_s if fcntl is not None else max(min_age_s, _UNLOCKABLE_STALE_AGE_S)
     for entry in entries:
         if not is_temp_name(entry.name):
             continue
+        locked_kind = fcntl is not None and _LOCKED_TEMP_RE.match(entry.name)
+        min_age = min_age_s if locked_kind else max(min_age_s, _UNLOCKABLE_STALE_AGE_S)
         try:
             if not entry.is_file(follow_symlinks=False) or now - entry.stat(follow_symlinks=False).st_mtime < min_age:
                 continue

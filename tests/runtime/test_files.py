@@ -78,3 +78,13 @@ def test_temp_names_and_stale_cleanup_by_age(tmp_path):
     os.utime(old, (time.time() - 10, time.time() - 10))
     assert remove_stale_temp_files(tmp_path) == [old]
     assert new.exists() and remove_stale_temp_files(tmp_path / "missing") == []
+
+
+def test_unlocked_writers_temp_names_get_an_hour(tmp_path):
+    """``ugtsr.fileio`` (mkstemp names, no lock) may still be writing a big file: not removed within the hour."""
+    mkstemp_like = tmp_path / ".model.onnx.k_9zq2xy.tmp"
+    mkstemp_like.write_bytes(b"x")
+    os.utime(mkstemp_like, (time.time() - 600, time.time() - 600))
+    assert remove_stale_temp_files(tmp_path) == [] and mkstemp_like.exists()
+    os.utime(mkstemp_like, (time.time() - 7200, time.time() - 7200))
+    assert remove_stale_temp_files(tmp_path) == [mkstemp_like]
