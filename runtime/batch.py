@@ -61,7 +61,10 @@ logger = logging.getLogger(__name__)
 MANIFEST_NAME = "batch_manifest.jsonl"
 _EXT_CHOICES = ("auto", "png", "jpg", "webp", "tif")
 _BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
-_ROWS_PER_BLOCK = 2  # small blocks: a restarted actor redoes little, and the pool stays balanced
+# Small blocks (Ray Data tasks): a restarted actor redoes little and the pool stays balanced; at most
+# _BLOCKS_PER_WORKER per actor, so a job of millions of images is not millions of tasks.
+_ROWS_PER_BLOCK = 2
+_BLOCKS_PER_WORKER = 256
 _MAX_ERROR_LINES = 100
 _URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
@@ -768,7 +771,8 @@ def _stream(args, ray, pending, options, workers, cpus, gpus, manifest, counts, 
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
     max_pixels = args.max_pixels or None
-    ds = ray.data.from_items(pending, override_num_blocks=max(1, math.ceil(len(pending) / _ROWS_PER_BLOCK)))
+    blocks = max(1, min(math.ceil(len(pending) / _ROWS_PER_BLOCK), workers * _BLOCKS_PER_WORKER))
+    ds = ray.data.from_items(pending, override_num_blocks=blocks)
     # same resources as the actors on CPU-only workers, so Ray fuses the read into them; with GPUs
     # separate CPU tasks read while the actors compute
     ds = ds.map(_read_row, fn_kwargs={"max_pixels": max_pixels}, num_cpus=cpus if gpus == 0 else 1.0)

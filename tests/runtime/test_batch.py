@@ -191,6 +191,18 @@ def test_recursive_folders_are_mirrored_and_the_output_folder_is_not_an_input(cl
     assert statuses == ["ok", "ok"]  # the rerun kept the first run's records
 
 
+def test_a_model_that_cannot_be_opened_is_one_line_and_exit_status_2(cluster, tmp_path, capsys):
+    write_image(tmp_path / "in" / "a.png", random_image(20, 20, 3))
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx model")
+    rc = batch.main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--ray", "auto", "--model", str(broken)])
+    err = capsys.readouterr().err
+    assert rc == 2
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and str(broken) in lines[0] and "Traceback" not in err
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
 def test_plan_refuses_to_overwrite_inputs_and_name_collisions(tmp_path):
     folder = tmp_path / "in"
     for name in ("a.png", "x/b.png", "y/b.png"):
