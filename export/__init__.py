@@ -11,6 +11,7 @@ _LAZY = {
     "ExportResult": "export.onnx",
     "export_model": "export.onnx",
     "onnx_from_checkpoint": "export.onnx",
+    "add_input_padding": "export.padding",
     "check_model": "export.check",
     "CheckReport": "export.check",
 }

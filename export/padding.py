@@ -69,9 +69,8 @@ def add_input_padding(proto, *, multiple_of: int, scale: int, crop: tuple[str, .
     ``crop`` outputs (those present) back to ``H*scale x W*scale``. Idempotent: a graph that already
     pads itself is left alone."""
     onnx = require("onnx", extra="export", purpose="ONNX export")
-    from onnx import TensorProto, helper, numpy_helper
-
     import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
 
     graph = proto.graph
     if graph_pads_input(proto):

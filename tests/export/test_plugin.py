@@ -189,17 +189,20 @@ def plugin_export(tiny_ckpt, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_tiny_x4_plugin_export_verifies_and_checks(plugin_export, capsys):
+def test_tiny_x4_plugin_export_verifies_and_checks(plugin_export, tiny_ckpt, capsys):
     import json
 
     path, report_path = plugin_export
     report = json.loads(report_path.read_text())
     assert report["passed"], report["failure"]
-    assert all(c["index_agreement"] >= 0.999 and c["max_abs"] <= 1e-4 for c in report["cases"])
+    assert all(c["index_agreement"] == 1.0 and c["max_abs"] <= 1e-4 for c in report["cases"])
+    # verified at odd sizes (the graph pads itself) and at batch 2
+    assert all(c["shape"][2] % 16 and c["shape"][3] % 16 for c in report["cases"])
+    assert any(c["shape"][0] == 2 for c in report["cases"])
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
     meta = {p.key: p.value for p in proto.metadata_props}
-    assert meta["variant"] == "plugin"
+    assert meta["variant"] == "plugin" and meta["pads_input"] == "1"
     ks = sorted(_attr(n, "k") for n in plugin_nodes(proto))
     assert ks == [1, 3]  # Top-3 candidates (eq. 6) and the re-quantization (eq. 8)
     assert not [n for n in proto.graph.node if n.op_type in ("TopK", "ArgMin")]
@@ -209,6 +212,14 @@ def test_tiny_x4_plugin_export_verifies_and_checks(plugin_export, capsys):
     x = np.random.default_rng(3).random((1, 3, 16, 48), dtype=np.float32)
     sr, idx = sess.run(None, {"lq": x})
     assert sr.shape == (1, 3, 64, 192) and idx.dtype == np.int64
+    # and at an odd size at batch 2 against PyTorch (the standard-op matcher: the same codes)
+    import ugtsr
+    x = np.random.default_rng(4).random((2, 3, 21, 35), dtype=np.float32)
+    sr, idx = sess.run(None, {"lq": x})
+    with torch.no_grad():
+        ref = ugtsr.load_model(tiny_ckpt)(torch.from_numpy(x))
+    assert sr.shape == (2, 3, 84, 140) and np.array_equal(idx, ref.indices.numpy())
+    assert np.abs(np.clip(sr, 0, 1) - np.clip(ref.sr.numpy(), 0, 1)).max() <= 1e-4
     assert check_main([str(path)]) == 0
     out = capsys.readouterr().out
     assert "ugtsr::CodebookTopK" in out and "WARNING" in out and "plugin" in out
