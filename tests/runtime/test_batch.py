@@ -133,7 +133,20 @@ def test_outputs_match_infer_and_bad_files_are_listed(cluster, photos, tmp_path,
         {n: r for n, r in records.items() if n != "zero.png" and n not in bad}  # the others untouched
 
 
+def _descends_from_this_process(pid: int) -> bool:
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        try:
+            stat = Path("/proc", str(pid), "stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # field 4, after the parenthesised name
+    return False
+
+
 def _worker_pids() -> list[int]:
+    """Our cluster's actor processes (Ray names them ``ray::MapWorker(...)``), not anyone else's."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -141,7 +154,8 @@ def _worker_pids() -> list[int]:
                 cmdline = Path("/proc", entry, "cmdline").read_bytes()
             except OSError:
                 continue
-            if cmdline.startswith(b"ray::MapWorker") and b"_UpscaleWorker" in cmdline:
+            if cmdline.startswith(b"ray::MapWorker") and b"_UpscaleWorker" in cmdline \
+                    and _descends_from_this_process(int(entry)):
                 pids.append(int(entry))
     return pids
 
