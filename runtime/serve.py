@@ -40,6 +40,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ logger = logging.getLogger(__name__)
 #: Triton model name -> pixel dtype of its ``image`` input and output
 IMAGE_MODELS = {"ugtsr": np.uint8, "ugtsr_u16": np.uint16}
 FILE_MODEL = "ugtsr_file"
-_START_ATTEMPTS = 3
+_START_ATTEMPTS = 5
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): (.+)$")
 
 
@@ -258,7 +259,7 @@ def serve(model: str | os.PathLike | None = None, *, http_port: int = 8000, grpc
           tile_pad: int = 32, backend: str = "auto", device: str | None = None, threads: int | None = None,
           max_pixels: int | None = DEFAULT_MAX_PIXELS, dynamic_batching: bool = False,
           queue_delay_us: int = 2000, max_request_batch: int = 8, log_verbose: int = 0,
-          ready: Callable[[], None] | None = None) -> None:
+          workspace: str | os.PathLike | None = None, ready: Callable[[], None] | None = None) -> None:
     """Start Triton with the UGTSR models and block until SIGINT/SIGTERM (or Triton dies)."""
     require("pytriton", extra="serve", purpose="serving with Triton Inference Server")
     from pytriton.triton import Triton, TritonConfig
@@ -285,7 +286,8 @@ def serve(model: str | os.PathLike | None = None, *, http_port: int = 8000, grpc
             callables: list[Any] = []
             started = False
             try:
-                with Triton(config=config) as triton:  # starts tritonserver; it loads each model at bind
+                ws = None if workspace is None else Path(workspace) / f"attempt{attempt}"
+                with Triton(config=config, workspace=ws) as triton:  # starts tritonserver; loads each model at bind
                     _bind_models(triton, make_upscaler, callables, instances=instances, max_pixels=max_pixels,
                                  has_uncertainty=info.has_uncertainty, dynamic_batching=dynamic_batching,
                                  queue_delay_us=queue_delay_us, max_request_batch=max_request_batch)
@@ -302,14 +304,16 @@ def serve(model: str | os.PathLike | None = None, *, http_port: int = 8000, grpc
             except Exception as exc:  # Triton is stopped (left `with`); a failure while serving is a bug
                 if started:
                     raise
-                # PyTriton 0.7.0 gives the stubs' config handshake a fixed 1 s; on a loaded machine a second
-                # instance can miss it, and a fresh start usually succeeds. A busy port fails every time.
+                # PyTriton 0.7.0 gives the stubs' config handshake a fixed 1 s while Triton starts the
+                # instances of a model in parallel: on a loaded machine instance 1 can miss instance 0's
+                # socket, and a fresh start usually succeeds. A busy port fails every time.
                 detail = " ".join(str(exc).split())
                 if attempt == _START_ATTEMPTS:
                     raise UGTSRError(f"Triton did not start with the models after {attempt} attempts (are ports "
                                      f"{http_port}/{grpc_port}/{metrics_port} free?): {detail[:300]}") from None
                 logger.warning("Triton did not start with the models (attempt %d of %d), restarting: %s",
                                attempt, _START_ATTEMPTS, detail[:200])
+                time.sleep(attempt)  # let a load spike pass
             finally:
                 for c in callables:
                     c.close()
@@ -344,6 +348,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-request-batch", type=int, default=8, metavar="N",
                    help="largest batch of requests with --dynamic-batching (default 8)")
     p.add_argument("--log-verbose", type=int, default=0, metavar="N", help="Triton's verbose log level")
+    p.add_argument("--workspace", default=None, metavar="DIR",
+                   help="folder for PyTriton's sockets and model store (default: a new one in ~/.cache/pytriton; "
+                        "removed on a clean stop)")
     return p
 
 
@@ -366,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
               instances=args.instances, max_batch_size=args.max_batch_size, tile=args.tile, tile_pad=args.tile_pad,
               backend=args.backend, device=args.device, threads=args.threads, max_pixels=args.max_pixels or None,
               dynamic_batching=args.dynamic_batching, queue_delay_us=args.max_queue_delay_us,
-              max_request_batch=args.max_request_batch, log_verbose=args.log_verbose,
+              max_request_batch=args.max_request_batch, log_verbose=args.log_verbose, workspace=args.workspace,
               ready=lambda: print("ready", flush=True))
     except UGTSRError as exc:
         print(f"error: {exc}", file=sys.stderr)

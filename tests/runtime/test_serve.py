@@ -10,10 +10,12 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -292,16 +294,22 @@ def test_infer_cli_through_the_server_equals_local(server, local, tmp_path):
 
 @pytest.mark.slow
 @needs_server
-def test_server_killed_mid_batch_then_rerun_completes(server, tmp_path):
+def test_server_killed_mid_batch_then_rerun_completes(server, tmp_path, request):
     inputs = _write_inputs(tmp_path / "in", 12)
     out_dir = tmp_path / "out"
-    doomed = Server(tmp_path)
+    # a SIGKILL leaves PyTriton's workspace behind: put it where the test removes it (a short path, as
+    # it holds unix sockets, whose paths are limited to 107 bytes)
+    workspace = Path(tempfile.mkdtemp(prefix="ugtsr-ws-"))
+    request.addfinalizer(lambda: shutil.rmtree(workspace, ignore_errors=True))
+    doomed = Server(tmp_path, "--workspace", str(workspace))
     proc = _infer_cli(str(tmp_path / "in"), "-o", str(out_dir), "--server", doomed.address("grpc"), "--quiet")
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not list(out_dir.glob("*.png")) and proc.poll() is None:
         time.sleep(0.05)
     doomed.kill()
     assert not _group_pids(doomed.proc.pid)
+    for leftover in Path("/dev/shm").glob(f"pytrtion{doomed.proc.pid}-*"):  # PyTriton's shared memory
+        leftover.unlink(missing_ok=True)
     out, err = proc.communicate(timeout=300)
     written = sorted(p.name for p in out_dir.iterdir())
     assert 1 <= len(written) < len(inputs), (written, err)
