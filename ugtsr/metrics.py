@@ -13,10 +13,8 @@ un-rounded value. Conventions (BasicSR's ``basicsr/metrics``):
 * PSNR = ``10 log10(255² / MSE)``, ``inf`` for identical images.
 * SSIM: 11x11 Gaussian window (sigma 1.5), C1 = (0.01·255)², C2 = (0.03·255)², statistics only on the
   'valid' region (5 px less on each side), mean of the SSIM map, channels averaged when not on Y.
-* NIQE (Mittal et al. 2013) as BasicSR ``calculate_niqe``: Y (rounded), 96x96 blocks, two scales
-  (the second by MATLAB bicubic x0.5 with antialiasing), 7x7 window; the pristine model is the npz
-  BasicSR ships (``ugtsr/data_files/niqe_pris_params.npz``, from basicsr 1.4.2, Apache-2.0; the
-  numbers are the NIQE authors' MATLAB release). Lower is better.
+* NIQE (Mittal et al. 2013) as BasicSR ``calculate_niqe``, including its float32 arithmetic: see
+  :mod:`ugtsr.niqe` (re-exported here). Lower is better.
 
 This module imports only numpy at load time; the ``*_torch`` batch helpers import torch when called.
 """
@@ -24,14 +22,13 @@ This module imports only numpy at load time; the ``*_torch`` batch helpers impor
 from __future__ import annotations
 
 import math
-import warnings
-from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ugtsr.errors import MissingDependencyError, UnsupportedInputError
+from ugtsr.errors import UnsupportedInputError
+
+from .niqe import NIQE_PARAMS_PATH, niqe
 
 if TYPE_CHECKING:
     import torch
@@ -44,10 +41,6 @@ _Y_OFFSET = 16.0
 _SSIM_C1 = (0.01 * 255.0) ** 2
 _SSIM_C2 = (0.03 * 255.0) ** 2
 _SSIM_SIZE, _SSIM_SIGMA = 11, 1.5
-_NIQE_BLOCK = 96
-
-#: The pristine multivariate-Gaussian model of NIQE (keys mu_pris_param, cov_pris_param, gaussian_window).
-NIQE_PARAMS_PATH = Path(__file__).with_name("data_files") / "niqe_pris_params.npz"
 
 
 # ---------------------------------------------------------------------------------------------- shared
@@ -140,148 +133,6 @@ def ssim(a: np.ndarray, b: np.ndarray, *, crop_border: int = 0, y_channel: bool 
             f"ssim: needs at least {_SSIM_SIZE}x{_SSIM_SIZE} px after cropping, got {x.shape[:2]}"
         )
     return float(np.mean([_ssim_plane(x[:, :, c], y[:, :, c]) for c in range(x.shape[2])]))
-
-
-# ------------------------------------------------------------------------------------------------- NIQE
-@lru_cache(maxsize=1)
-def _niqe_params() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if not NIQE_PARAMS_PATH.is_file():
-        raise MissingDependencyError(
-            f"NIQE model file {NIQE_PARAMS_PATH} is missing; reinstall ugtsr (it is package data)"
-        )
-    with np.load(NIQE_PARAMS_PATH) as data:
-        return data["mu_pris_param"], data["cov_pris_param"], data["gaussian_window"]
-
-
-@lru_cache(maxsize=1)
-def _aggd_table() -> tuple[np.ndarray, np.ndarray]:
-    """Shape grid 0.2..10 (step 0.001) and r(γ) = Γ(2/γ)² / (Γ(1/γ) Γ(3/γ)) for moment matching."""
-    gam = np.arange(0.2, 10.001, 0.001)
-    r = np.array([math.gamma(2 / g) ** 2 / (math.gamma(1 / g) * math.gamma(3 / g)) for g in gam])
-    return gam, r
-
-
-def _aggd_fit(values: np.ndarray) -> tuple[float, float, float]:
-    """Asymmetric generalised Gaussian fit (NIQE Eq. 7): shape α and left/right scales βl, βr."""
-    gam, r_gam = _aggd_table()
-    v = values.ravel()
-    left = math.sqrt(np.mean(v[v < 0] ** 2)) if np.any(v < 0) else math.nan
-    right = math.sqrt(np.mean(v[v > 0] ** 2)) if np.any(v > 0) else math.nan
-    gamma_hat = left / right
-    r_hat = np.mean(np.abs(v)) ** 2 / np.mean(v**2)
-    r_norm = r_hat * (gamma_hat**3 + 1) * (gamma_hat + 1) / (gamma_hat**2 + 1) ** 2
-    alpha = float(gam[np.argmin((r_gam - r_norm) ** 2)])
-    ratio = math.sqrt(math.gamma(1 / alpha) / math.gamma(3 / alpha))
-    return alpha, left * ratio, right * ratio
-
-
-def _block_features(block: np.ndarray) -> list[float]:
-    """18 NIQE features of one normalised block: AGGD of the MSCN values and of 4 neighbour products."""
-    alpha, beta_l, beta_r = _aggd_fit(block)
-    feats = [alpha, (beta_l + beta_r) / 2]
-    for shift in ((0, 1), (1, 0), (1, 1), (1, -1)):  # circular shifts, as the MATLAB circshift
-        alpha, beta_l, beta_r = _aggd_fit(block * np.roll(block, shift, axis=(0, 1)))
-        mean = (beta_r - beta_l) * math.gamma(2 / alpha) / math.gamma(1 / alpha)
-        feats += [alpha, mean, beta_l, beta_r]
-    return feats
-
-
-def _convolve_nearest(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """``scipy.ndimage.convolve(img, kernel, mode='nearest')`` for an odd square kernel, in numpy."""
-    k = kernel.shape[0]
-    r = k // 2
-    padded = np.pad(img, r, mode="edge")
-    flipped = kernel[::-1, ::-1]
-    h, w = img.shape
-    return sum(flipped[i, j] * padded[i : i + h, j : j + w] for i in range(k) for j in range(k))
-
-
-def _cubic(x: np.ndarray) -> np.ndarray:
-    ax = np.abs(x)
-    return np.where(
-        ax <= 1,
-        1.5 * ax**3 - 2.5 * ax**2 + 1,
-        np.where(ax <= 2, -0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2, 0.0),
-    )
-
-
-def _matlab_resize_matrix(in_len: int, scale: float) -> np.ndarray:
-    """``(out, in)`` matrix of MATLAB ``imresize`` bicubic with antialiasing and symmetric borders."""
-    out_len = math.ceil(in_len * scale)
-    width = 4.0 / scale if scale < 1 else 4.0
-    u = np.arange(1, out_len + 1) / scale + 0.5 * (1 - 1 / scale)  # 1-based input coordinate
-    left = np.floor(u - width / 2)
-    taps = math.ceil(width) + 2
-    idx = left[:, None] + np.arange(taps)[None, :]
-    dist = u[:, None] - idx
-    weights = scale * _cubic(dist * scale) if scale < 1 else _cubic(dist)
-    weights = weights / weights.sum(axis=1, keepdims=True)
-    zero_based = idx.astype(np.int64) - 1
-    zero_based = np.where(zero_based < 0, -zero_based - 1, zero_based)
-    zero_based = np.where(zero_based >= in_len, 2 * in_len - 1 - zero_based, zero_based)
-    matrix = np.zeros((out_len, in_len))
-    np.add.at(matrix, (np.repeat(np.arange(out_len), taps), zero_based.ravel()), weights.ravel())
-    return matrix
-
-
-def _niqe_core(img: np.ndarray, mu_pris: np.ndarray, cov_pris: np.ndarray, window: np.ndarray) -> float:
-    h, w = img.shape
-    nbh, nbw = h // _NIQE_BLOCK, w // _NIQE_BLOCK
-    img = img[: nbh * _NIQE_BLOCK, : nbw * _NIQE_BLOCK]
-    per_scale = []
-    for scale in (1, 2):
-        mu = _convolve_nearest(img, window)
-        sigma = np.sqrt(np.abs(_convolve_nearest(img * img, window) - mu * mu))
-        mscn = (img - mu) / (sigma + 1)  # NIQE Eq. 1
-        size = _NIQE_BLOCK // scale
-        per_scale.append(
-            np.array(
-                [
-                    _block_features(mscn[bh * size : (bh + 1) * size, bw * size : (bw + 1) * size])
-                    for bw in range(nbw)
-                    for bh in range(nbh)
-                ]
-            )
-        )
-        if scale == 1:
-            img = (
-                _matlab_resize_matrix(img.shape[0], 0.5)
-                @ (img / 255.0)
-                @ _matlab_resize_matrix(img.shape[1], 0.5).T
-            )
-            img = img * 255.0
-    feats = np.concatenate(per_scale, axis=1)
-    mu_dist = np.nanmean(feats, axis=0)
-    rows = feats[~np.isnan(feats).any(axis=1)]
-    if rows.shape[0] < 2:
-        raise UnsupportedInputError(
-            f"niqe: needs at least two textured {_NIQE_BLOCK}x{_NIQE_BLOCK} blocks, got {rows.shape[0]}"
-        )
-    cov_dist = np.cov(rows, rowvar=False)
-    diff = mu_pris - mu_dist
-    quality = diff @ np.linalg.pinv((cov_pris + cov_dist) / 2) @ diff.T  # NIQE Eq. 10
-    return float(np.sqrt(np.squeeze(quality)))
-
-
-def niqe(img: np.ndarray, *, crop_border: int = 0) -> float:
-    """NIQE of one ``(H, W, 3)`` float RGB image in [0, 1] (or ``(H, W)`` grey in [0, 1]); lower is better.
-
-    Computed on Y (0..255, rounded like BasicSR/MATLAB), cropped by ``crop_border`` first. Needs at
-    least two 96x96 blocks after cropping (e.g. 192x96). Takes about 0.1 s per 96x96 block.
-    """
-    arr = np.asarray(img)
-    if arr.ndim == 3:
-        y = _prepare(arr, "niqe", crop_border=crop_border, y_channel=True)[:, :, 0]
-    else:
-        y = _prepare(arr, "niqe", crop_border=crop_border, y_channel=False)[:, :, 0]
-    if min(y.shape) < _NIQE_BLOCK:
-        raise UnsupportedInputError(
-            f"niqe: needs at least {_NIQE_BLOCK}x{_NIQE_BLOCK} px after cropping, got {y.shape}"
-        )
-    mu_pris, cov_pris, window = _niqe_params()
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # flat blocks give NaN features; nanmean skips them
-        return _niqe_core(np.round(y), mu_pris, cov_pris, window)
 
 
 # ---------------------------------------------------------------------------------- torch batch helpers
