@@ -90,10 +90,6 @@ def _filesystem(uri: str):
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
-def _scheme(uri: str) -> str:
-    return uri.split("://", 1)[0]
-
-
 def _join(root: str, *parts: str) -> str:
     parts = tuple(p for p in parts if p)
     if _is_uri(root):
@@ -762,7 +758,9 @@ def _execute(args: argparse.Namespace, ray, pending: list[dict[str, Any]], manif
             ray.shutdown()
 
 
-def _stream(args, ray, pending, options, workers, cpus, gpus, manifest, counts, console) -> bool:
+def _stream(args: argparse.Namespace, ray, pending: list[dict[str, Any]], options: dict[str, Any], workers: int,
+            cpus: float, gpus: float, manifest: _Manifest, counts: dict[str, int], console: _Console) -> bool:
+    """Run the Ray Data pipeline over ``pending``; record every result. ``True`` when interrupted."""
     import ray.data
 
     ctx = ray.data.DataContext.get_current()
