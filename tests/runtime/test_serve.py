@@ -384,3 +384,38 @@ def test_upscaler_server_argument_returns_a_client_and_refuses_local_options(cap
     assert infer_main(["x.png", "--server", f"localhost:{port}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot reach the Triton server" in err[0]
+
+
+class _Request:
+    """What PyTriton hands an inference callable: ``request["image"]`` and the requested outputs."""
+
+    def __init__(self, image: np.ndarray, outputs: tuple[str, ...] = ("image",)) -> None:
+        self.data = {"image": image}
+        self.requested_output_names = list(outputs)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.data[name]
+
+
+def test_batched_image_model_equals_one_by_one(model_path):
+    """--dynamic-batching: same-shape requests run as one (N, 3, H, W) call; others one by one."""
+    from runtime.serve import ImageModel
+
+    model = ImageModel(lambda: Upscaler(model_path, tile=0), dtype=np.uint8, max_pixels=None, batched=True)
+    try:
+        images = [random_image(24, 40, 3, np.uint8, seed=s) for s in range(3)] + \
+                 [random_image(20, 20, 4, np.uint8, seed=9), random_image(24, 40, 3, np.uint8, seed=5)]
+        wants = [("image",), ("image", "uncertainty"), ("image",), ("image",), ("image", "uncertainty")]
+        outputs = model([_Request(im[None], w) for im, w in zip(images, wants)])
+        with Upscaler(model_path, tile=0) as whole:
+            for image, want, out in zip(images, wants, outputs):
+                assert out["image"].shape[0] == 1  # the batch dimension goes back
+                ref, ref_unc = whole.upscale_with_uncertainty(image)
+                assert np.abs(out["image"][0].astype(int) - ref.astype(int)).max() <= 1
+                assert ("uncertainty" in out) == ("uncertainty" in want)
+                if "uncertainty" in out:
+                    assert np.allclose(out["uncertainty"][0], ref_unc, atol=1e-4)
+        with pytest.raises(UnsupportedInputError, match=r"this model takes \[1, H, W, C\]"):
+            model([_Request(images[0])])
+    finally:
+        model.close()
