@@ -1,4 +1,4 @@
-"""Codebook math as small pure functions (STYLE.md point 5).
+"""Codebook math as small pure functions, the only place a code distance is computed.
 
 Every matcher (``nearest``, ``topk``, ``codeformer``), the training losses, the ONNX export and the
 benchmarks call these functions; nothing else computes a code distance. Distances use the
@@ -89,7 +89,7 @@ def straight_through(z: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
     """Forward value ``z_q``, gradient to ``z`` (VQ-VAE straight-through estimator).
 
     Written as FeMaSR writes it, ``z + (z_q - z).detach()``; in eval mode the value differs from
-    ``z_q`` by float rounding only (<= 1 ulp-scale; golden README section 6 "should pass" rows).
+    ``z_q`` by float rounding only (a few ulp of the feature's scale).
     """
     return z + (z_q - z).detach()
 

@@ -1,4 +1,4 @@
-"""The toolkit's exception hierarchy (STYLE.md point 10).
+"""The toolkit's exception hierarchy: user errors in one family, bugs left as tracebacks.
 
 Every error the toolkit raises on purpose derives from :class:`UGTSRError`, so a CLI can catch one
 family, print one line and exit non-zero, while a genuine bug (any other exception) still surfaces

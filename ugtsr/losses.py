@@ -5,8 +5,9 @@ uses the *mean* reduction over all elements (UDL and FeMaSR both average over B*
 *weights* of the total objective (Eqs. 14/15: ``L_codebook + L_1 + L_per + λ_adv L_adv + L_ESU|UDL``)
 are applied by the trainer; only the constants it needs live here (:data:`ADV_WEIGHT`).
 
-Sources of the conventions the paper leaves open (UDL's released code, QianNing0/UDL,
-``femasr-facts.md`` §3/§5):
+Sources of the conventions the paper leaves open (UDL's released code, github.com/QianNing0/UDL;
+FeMaSR's code, github.com/chaofengc/FeMaSR @ 1ca4295: ``VectorQuantizer`` in
+``basicsr/archs/femasr_arch.py``, ``gan_type: hinge`` in ``options/train_FeMaSR_LQ_stage.yml``):
 
 * ESU / UDL follow the released UDL code (QianNing0/UDL): ``s = ln θ`` per pixel *and* channel;
   UDL weights ``ŝ = s - min s`` with the minimum taken per image and per channel, ``s`` detached,

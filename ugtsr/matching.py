@@ -11,7 +11,8 @@ All three take the pre-quantization feature ``z`` ``(B, d, h, w)`` and the codeb
   image-global; per-pixel choice among candidates comes from the 1x1/depthwise convolutions,
   which see ``z`` and all k candidates.
 * ``codeformer`` -- a pre-norm transformer over the code-map tokens predicting logits over the K
-  codes (CodeFormer, method-facts.md section 4), trained with cross-entropy. Quadratic in tokens.
+  codes (CodeFormer: Zhou et al., "Towards Robust Blind Face Restoration with Codebook Lookup
+  Transformer", NeurIPS 2022, arXiv 2206.11253), trained with cross-entropy. Quadratic in tokens.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from torch import nn
 
 from . import codebook as cb
 from .attention import RestormerBlock
-from .ops import softmax_fp32
 from .config import UGTSRConfig
+from .ops import softmax_fp32
 
 __all__ = ["Codebook", "MatchResult", "NearestMatcher", "TopKMatcher", "CodeFormerMatcher", "build_matcher"]
 

@@ -1,8 +1,10 @@
 """Swin Transformer layers at the latent scale of the LQ encoder (SwinIR's RSTB, as FeMaSR uses them).
 
-femasr-facts.md section 2: 4 residual groups of 6 blocks, dim 256, 8 heads, window 8, shift 4 on
-odd blocks, MLP ratio 4 with exact GELU, LayerNorm eps 1e-5, qkv bias, relative position bias,
-and a 3x3 conv closing each group with a residual add.
+FeMaSR's ``SwinLayers`` (github.com/chaofengc/FeMaSR @ 1ca4295, ``basicsr/archs/femasr_arch.py``):
+4 residual groups (SwinIR's RSTB: Liang et al., "SwinIR: Image Restoration Using Swin Transformer",
+ICCVW 2021, arXiv 2108.10257) of 6 blocks, dim 256, 8 heads, window 8, shift 4 on odd blocks, MLP
+ratio 4 with exact GELU, LayerNorm eps 1e-5, qkv bias, relative position bias, and a 3x3 conv
+closing each group with a residual add.
 
 Unlike SwinIR/FeMaSR, which store a mask for one training size, the shifted-window mask is
 always computed from the actual feature size with ``arange`` comparisons. That gives the same
@@ -21,7 +23,7 @@ from .ops import softmax_fp32
 __all__ = ["WindowAttention", "SwinBlock", "SwinGroup", "SwinStack", "window_partition", "window_merge",
            "relative_position_index", "shifted_window_mask"]
 
-_MASK_VALUE = -100.0  # SwinIR's additive mask value (golden README: -1e9 would also pass)
+_MASK_VALUE = -100.0  # SwinIR's additive mask value (exp(-100) ~ 4e-44: a negligible weight)
 
 
 def relative_position_index(window: int) -> torch.Tensor:

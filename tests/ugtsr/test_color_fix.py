@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import ugtsr
+from ugtsr.config import UGTSRConfig, get_config
+from ugtsr.errors import ConfigError
 from ugtsr.postfilters import (
     ColorFix,
     FidelityGate,
@@ -17,8 +19,6 @@ from ugtsr.postfilters import (
     gaussian_kernel1d,
     gaussian_lowpass,
 )
-from ugtsr.config import UGTSRConfig, get_config
-from ugtsr.errors import ConfigError
 
 
 def test_kernel_is_normalised_gaussian():

@@ -208,7 +208,7 @@ def degradation_bsrgan_plus(hr: np.ndarray, *, scale: int, rng: np.random.Genera
         :class:`DegradedPair`: ``lr`` ``(H//scale, W//scale, 3)`` float32 in [0, 1] (8-bit levels),
         ``hr`` the mod-cropped **original, unsharpened** input. The reference returns the
         USM-sharpened image as ``hq``; it is unverified which of the two FeMaSR saved as test GT
-        (method-facts 1c), and we choose the original so the metrics compare against the real photo.
+        (its code is not released), and we choose the original so the metrics compare against the real photo.
 
     Steps and ranges (``utils_blindsr.py``, defaults ``shuffle_prob=0.5, use_sharp=True``):
 

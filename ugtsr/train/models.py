@@ -4,7 +4,9 @@
 * ``uncertainty`` (stage I): ``stage_config(preset, "uncertainty")``. Its codebook, ``quant_out`` and
   decoder (the frozen "decoder half") and ``quant_in`` come from the HQ prior (``--init`` a prior
   checkpoint, or ``--init-femasr`` FeMaSR's released prior). FeMaSR also inherits ``before_quant``
-  (our ``quant_in``, trainable) from its prior by name and shape (femasr-facts.md §5); so do we.
+  (our ``quant_in``, trainable) from its prior by name and shape (FeMaSR's ``femasr_model.py`` loads
+  ``pretrain_network_hq`` into the LQ network with ``strict=False``; github.com/chaofengc/FeMaSR
+  @ 1ca4295); so do we.
   The prior's encoder is *not* the LQ encoder (it sees HR images): it stays in a separate frozen
   copy, the ``prior`` model, which gives the GT codes ``z_gt = q[E(I_hr), Z]`` (Eq. 13).
 * ``sr`` (stage II): the full preset. ``--init`` (a stage-I checkpoint) fills every tensor that
