@@ -162,16 +162,14 @@ class ImageModel:
                 rgb, _, layout = image_to_float(images[i])
                 floats.append(rgb.transpose(2, 0, 1))
             lq, _ = pad_to_multiple(np.stack(floats), up.info.multiple_of, min_size=up.info.min_size)
-            for start in range(0, len(idx), up.batch_size if up.batch_size > 1 else len(idx)):
-                part = idx[start:start + (up.batch_size if up.batch_size > 1 else len(idx))]
-                out = up.backend.run(np.ascontiguousarray(lq[start:start + len(part)]))
-                sr = crop(out["sr"], h * up.scale, w * up.scale)
-                unc = crop(out["uncertainty"], h * up.scale, w * up.scale) if "uncertainty" in out else None
-                for j, i in enumerate(part):
-                    entry = {"image": float_to_image(np.ascontiguousarray(sr[j].transpose(1, 2, 0)), None, layout)}
-                    if want_unc[i] and unc is not None:
-                        entry["uncertainty"] = np.ascontiguousarray(unc[j].mean(axis=0), dtype=np.float32)
-                    results[i] = entry
+            out = up.backend.run(lq)  # the group is at most --max-request-batch images
+            sr = crop(out["sr"], h * up.scale, w * up.scale)
+            unc = crop(out["uncertainty"], h * up.scale, w * up.scale) if "uncertainty" in out else None
+            for j, i in enumerate(idx):
+                entry = {"image": float_to_image(np.ascontiguousarray(sr[j].transpose(1, 2, 0)), None, layout)}
+                if want_unc[i] and unc is not None:
+                    entry["uncertainty"] = np.ascontiguousarray(unc[j].mean(axis=0), dtype=np.float32)
+                results[i] = entry
         return results  # type: ignore[return-value]
 
 
