@@ -192,6 +192,29 @@ def test_a_killed_worker_is_restarted_and_the_job_completes(cluster, photos, tmp
     assert sum(r["status"] == "ok" for r in records.values()) == 60
 
 
+@pytest.mark.parametrize("options", [
+    ["--save-uncertainty", "--outscale", "2", "--suffix", "x2", "--tile", "16"],
+    ["--ext", "jpg", "--quality", "80"],  # alpha and 16-bit images fall back to PNG in the worker
+], ids=["uncertainty-outscale-suffix-tile", "ext-jpg-fallback"])
+def test_image_options_give_the_same_files_as_infer(cluster, tmp_path, options):
+    folder = tmp_path / "in"
+    for i, (ext, channels, dtype) in enumerate(KINDS[:6]):
+        write_image(folder / f"k{i}{ext}", random_image(18 + i, 24 - i, channels, dtype, seed=40 + i))
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    assert infer_main([str(folder), "-o", str(reference), *COMMON, *options]) == 0
+    assert batch.main([str(folder), "-o", str(out), "--ray", "auto", "--workers", "2", *COMMON, *options]) == 0
+    _assert_same_outputs(out, reference)
+    if "--ext" in options:
+        assert sorted(p.suffix for p in reference.iterdir()) == [".jpg"] * 2 + [".png"] * 4
+        before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix != ".jsonl"}
+        assert batch.main([str(folder), "-o", str(out), "--ray", "auto", "--overwrite", *COMMON, *options]) == 0
+        after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix != ".jsonl"}
+        assert after.keys() == before.keys() and all(after[k] != before[k] for k in after)  # rewritten
+        _assert_same_outputs(out, reference)
+    else:
+        assert len(list(reference.glob("*_uncertainty.png"))) == 6
+
+
 def test_recursive_folders_are_mirrored_and_the_output_folder_is_not_an_input(cluster, tmp_path):
     folder = tmp_path / "in"
     write_image(folder / "a.png", random_image(20, 20, 3, seed=1))
