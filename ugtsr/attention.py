@@ -1,6 +1,8 @@
 """Attention modules of UGTSR: Restormer's MDTA (Top-k fusion, eq. 7) and Align-Attention (eq. 9).
 
-* :class:`MDTA` -- Restormer's multi-Dconv-head transposed attention (method-facts.md section 3):
+* :class:`MDTA` -- Restormer's multi-Dconv-head transposed attention (Zamir et al., "Restormer:
+  Efficient Transformer for High-Resolution Image Restoration", CVPR 2022, arXiv 2111.09881; code
+  github.com/swz30/Restormer, ``basicsr/models/archs/restormer_arch.py``):
   1x1 + depthwise 3x3 QKV, L2-normalised Q/K over the pixel axis, softmax over a ``C/h x C/h``
   channel-attention matrix scaled by a learned temperature. Cost is linear in pixels, but the
   attention matrix uses whole-image statistics (one mixing per head per image).
@@ -25,7 +27,9 @@ __all__ = ["ChannelLayerNorm", "MDTA", "GDFN", "RestormerBlock", "AlignAttention
 class ChannelLayerNorm(nn.Module):
     """LayerNorm over the channel dim of a ``(B, C, H, W)`` map (Restormer's "WithBias" LN).
 
-    Written with plain reductions so it exports as ReduceMean/Sub/Mul/Sqrt for any opset.
+    Eager PyTorch uses plain reductions. Inside an ONNX export it is ``LayerNormalization`` over the
+    channels-last view (Transpose, LayerNormalization, Transpose): one ONNX Runtime kernel instead of
+    two ``ReduceMean`` over the channel axis and five element-wise passes (issue 13).
     """
 
     def __init__(self, channels: int, *, eps: float = 1e-5) -> None:
@@ -35,6 +39,9 @@ class ChannelLayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.onnx.is_in_onnx_export():
+            y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+            return y.permute(0, 3, 1, 2)
         mu = x.mean(dim=1, keepdim=True)
         var = (x - mu).pow(2).mean(dim=1, keepdim=True)
         x = (x - mu) / torch.sqrt(var + self.eps)

@@ -20,6 +20,26 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
+def _group_norm(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)`` for ``(B, C, H, W)``; inside an ONNX export, the same function as Reshape +
+    ``InstanceNormalization`` + per-channel affine.
+
+    ONNX Runtime's CPU provider has no kernel for ``GroupNormalization`` (opset 21, what the exporter
+    emits for ``F.group_norm``) and runs its ONNX function body: a float32 cast, two ``ReduceMean``
+    and ``Sub``/``Mul``/``Div`` passes over the whole tensor. Instance normalisation over the
+    ``(B, groups, C/groups * H * W)`` view computes the same statistics in one kernel, in about half
+    the time (issue 13, ``docs/EFFICIENCY.md``). Eager PyTorch keeps ``norm(x)`` (FeMaSR parity).
+    Computed in float32 like the FP16 export's float32 GroupNorm islands and returned in the input
+    dtype (no casts for float32).
+    """
+    if not torch.onnx.is_in_onnx_export():
+        return norm(x)
+    y = F.instance_norm(x.float().reshape(x.shape[0], norm.num_groups, -1), eps=norm.eps).reshape(x.shape)
+    if norm.affine:
+        y = y * norm.weight.float()[:, None, None] + norm.bias.float()[:, None, None]
+    return y.to(x.dtype)
+
+
 class ResBlock(nn.Module):
     """Pre-activation residual block: ``x + conv2(act(norm2(conv1(act(norm1(x))))))``."""
 
@@ -31,8 +51,8 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(F.silu(_group_norm(self.norm1, x)))
+        h = self.conv2(F.silu(_group_norm(self.norm2, h)))
         return x + h
 
 
