@@ -261,6 +261,22 @@ def test_remote_upscaler_errors_are_one_line(server):
         RemoteUpscaler(f"localhost:{_free_ports(1)[0]}")
 
 
+def _remove_orphaned_shared_memory(pid: int, before: set[Path]) -> None:
+    """A SIGKILLed server leaves PyTriton's shared memory in /dev/shm: its ``pytrtion<pid>-*`` blocks and
+    the ``psm_*`` blocks that appeared since ``before`` and that no live process maps any more."""
+    shm = Path("/dev/shm")
+    mapped: set[str] = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            mapped.update(line.split()[-1] for line in maps.read_text().splitlines() if "/dev/shm/" in line)
+        except OSError:
+            continue
+    candidates = list(shm.glob(f"pytrtion{pid}-*")) + [p for p in shm.glob("psm_*") if p not in before]
+    for path in candidates:
+        if str(path) not in mapped:
+            path.unlink(missing_ok=True)
+
+
 def _write_inputs(folder: Path, n: int, size: int = 60) -> list[Path]:
     cv2 = pytest.importorskip("cv2")
     folder.mkdir(parents=True, exist_ok=True)
@@ -301,6 +317,7 @@ def test_server_killed_mid_batch_then_rerun_completes(server, tmp_path, request)
     # it holds unix sockets, whose paths are limited to 107 bytes)
     workspace = Path(tempfile.mkdtemp(prefix="ugtsr-ws-"))
     request.addfinalizer(lambda: shutil.rmtree(workspace, ignore_errors=True))
+    shm_before = set(Path("/dev/shm").glob("psm_*"))
     doomed = Server(tmp_path, "--workspace", str(workspace))
     proc = _infer_cli(str(tmp_path / "in"), "-o", str(out_dir), "--server", doomed.address("grpc"), "--quiet")
     deadline = time.monotonic() + 240
@@ -308,8 +325,7 @@ def test_server_killed_mid_batch_then_rerun_completes(server, tmp_path, request)
         time.sleep(0.05)
     doomed.kill()
     assert not _group_pids(doomed.proc.pid)
-    for leftover in Path("/dev/shm").glob(f"pytrtion{doomed.proc.pid}-*"):  # PyTriton's shared memory
-        leftover.unlink(missing_ok=True)
+    _remove_orphaned_shared_memory(doomed.proc.pid, shm_before)
     out, err = proc.communicate(timeout=300)
     written = sorted(p.name for p in out_dir.iterdir())
     assert 1 <= len(written) < len(inputs), (written, err)
