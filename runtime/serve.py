@@ -38,7 +38,6 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,7 +49,7 @@ import numpy as np
 from ugtsr.errors import UGTSRError, UnsupportedInputError, require
 
 from .backends import BACKENDS
-from .imageio import DEFAULT_MAX_PIXELS, MIN_IMAGE_SIDE, float_to_image, image_to_float, read_image
+from .imageio import DEFAULT_MAX_PIXELS, MIN_IMAGE_SIDE, decode_image, float_to_image, image_to_float
 from .padding import crop, pad_to_multiple
 from .upscaler import Upscaler, default_model_path
 
@@ -180,12 +179,10 @@ class FileModel:
         self.upscaler = make_upscaler()
         self.max_pixels = max_pixels
         self.lock = threading.Lock()
-        self.tmpdir = tempfile.TemporaryDirectory(prefix="ugtsr-serve-")
         self.cv2 = require("cv2", extra="runtime", purpose="PNG encoding")
 
     def close(self) -> None:
         self.upscaler.close()
-        self.tmpdir.cleanup()
 
     def _decode(self, data: Any) -> np.ndarray:
         arr = np.asarray(data)
@@ -196,18 +193,8 @@ class FileModel:
         raw = arr.reshape(-1)[0]
         if not isinstance(raw, bytes | bytearray):
             raise UnsupportedInputError(f"file: expected bytes, got {type(raw).__name__}")
-        # read_image does the validation (format by content, header pixel limit, truncation, EXIF);
-        # it reads files, so the bytes go through a private temporary file
-        fd, tmp = tempfile.mkstemp(dir=self.tmpdir.name)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(raw)
-            try:
-                return read_image(tmp, max_pixels=self.max_pixels)
-            except UGTSRError as exc:
-                raise UnsupportedInputError(str(exc).replace(tmp, "file")) from None
-        finally:
-            os.unlink(tmp)
+        # the runtime's own validation: format by content, pixel limit from the header, truncation, EXIF
+        return decode_image(bytes(raw), source="file", max_pixels=self.max_pixels)
 
     def __call__(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
         images = [self._decode(r["file"]) for r in requests]
