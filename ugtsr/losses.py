@@ -3,7 +3,8 @@
 Conventions: images are ``(B, 3, H, W)`` float RGB in [0, 1]; every loss returns a 0-dim tensor and
 uses the *mean* reduction over all elements (UDL and FeMaSR both average over B*C*H*W). Loss
 *weights* of the total objective (Eqs. 14/15: ``L_codebook + L_1 + L_per + λ_adv L_adv + L_ESU|UDL``)
-are applied by the trainer; only the constants it needs live here (:data:`ADV_WEIGHT`).
+are the trainer's (:class:`ugtsr.train.TrainOptions`: ``gan_weight`` λ_adv = 0.1, ``codebook_weight``,
+``pixel_weight``, ``perceptual_weight``); Eq. 13's own α and β are :func:`codebook_loss`'s defaults.
 
 Sources of the conventions the paper leaves open (UDL's released code, github.com/QianNing0/UDL;
 FeMaSR's code, github.com/chaofengc/FeMaSR @ 1ca4295: ``VectorQuantizer`` in
@@ -32,9 +33,6 @@ from ugtsr.errors import ConfigError, UnsupportedInputError
 from ugtsr.vgg import VGG19_LAYER_NAMES, vgg19_features
 
 __all__ = [
-    "ADV_WEIGHT",
-    "CODEBOOK_ALPHA",
-    "CODEBOOK_BETA",
     "DEFAULT_PERCEPTUAL_LAYERS",
     "l1_loss",
     "esu_loss",
@@ -49,12 +47,6 @@ __all__ = [
     "codeformer_ce_loss",
     "PerceptualLoss",
 ]
-
-#: λ_adv of Eqs. 14/15 (paper §III-C; FeMaSR ``gan_opt.loss_weight``), applied by the trainer.
-ADV_WEIGHT = 0.1
-#: α (Gram weight) and β (L2 weight) of Eq. 13 (paper: α=1, β=0.25).
-CODEBOOK_ALPHA = 1.0
-CODEBOOK_BETA = 0.25
 
 #: VGG-19 layers and weights of the perceptual loss: Real-ESRGAN's ``perceptual_opt`` (pre-ReLU conv
 #: features, L1). FeMaSR itself trains with LPIPS-VGG, whose learned linear heads need a download.
@@ -78,27 +70,17 @@ def l1_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(sr, hr)
 
 
-def esu_loss(
-    sr: torch.Tensor, hr: torch.Tensor, s: torch.Tensor, *, s_bound: float | None = None
-) -> torch.Tensor:
+def esu_loss(sr: torch.Tensor, hr: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """Eq. 2 (stage I, estimating sparse uncertainty): ``mean(exp(-s)·|hr - sr| + 2·s)``.
 
     ``s = ln θ`` (log of the Laplace scale) has the shape of ``sr``: one value per pixel and RGB
     channel, ``(B, 3, H, W)``. Gradients reach both ``sr`` and ``s``; per element the optimum is
     ``s = ln(|hr - sr| / 2)``. Images in [0, 1] shift that optimum by ``-ln 255`` compared with UDL's
-    0..255 images; the UDL weights of stage II are invariant to the shift.
-
-    ``s_bound``: if given (e.g. 10.0 under fp16/AMP, where ``exp(11)`` overflows), ``s`` is clamped to
-    ``[-s_bound, s_bound]`` in *both* terms, so outside the band the whole loss has zero gradient in
-    ``s`` (clamping only inside ``exp`` would let the ``2s`` term drive ``s`` to ``-inf``). UDL's
-    head ends in an ELU instead (``s > -1``). None (default): no clamp.
+    0..255 images; the UDL weights of stage II are invariant to the shift. No clamp (training is
+    float32; UDL's head ends in an ELU, ``s > -1``).
     """
     _check_same_shape("esu_loss", sr, hr)
     _check_same_shape("esu_loss (uncertainty)", sr, s)
-    if s_bound is not None:
-        if s_bound <= 0:
-            raise ConfigError(f"esu_loss: s_bound must be positive, got {s_bound}")
-        s = s.clamp(-s_bound, s_bound)
     return (torch.exp(-s) * (sr - hr).abs()).mean() + 2.0 * s.mean()
 
 
@@ -153,7 +135,7 @@ def gram_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def codebook_loss(
-    z: torch.Tensor, z_gt: torch.Tensor, *, beta: float = CODEBOOK_BETA, alpha: float = CODEBOOK_ALPHA
+    z: torch.Tensor, z_gt: torch.Tensor, *, beta: float = 0.25, alpha: float = 1.0
 ) -> torch.Tensor:
     """Eq. 13: ``β·mean((ẑ - sg z_gt)²) + α·gram_loss(ẑ, sg z_gt)`` (FeMaSR's LQ-stage codebook loss).
 
@@ -166,7 +148,7 @@ def codebook_loss(
     return beta * F.mse_loss(z, target) + alpha * gram_loss(z, target)
 
 
-def vq_prior_loss(z: torch.Tensor, z_q: torch.Tensor, *, beta: float = CODEBOOK_BETA) -> torch.Tensor:
+def vq_prior_loss(z: torch.Tensor, z_q: torch.Tensor, *, beta: float = 0.25) -> torch.Tensor:
     """VQGAN codebook + commitment loss of the HR-prior (HRP) stage (FeMaSR / Esser et al. Eq. 4).
 
     ``mean((z_q - sg z)²) + β·mean((sg z_q - z)²)``: the first term moves the codebook entries
@@ -187,7 +169,7 @@ def hinge_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.
 
 
 def hinge_g_loss(fake_logits: torch.Tensor) -> torch.Tensor:
-    """Generator side of the hinge GAN: ``-mean(D(I_sr))``. The trainer multiplies by :data:`ADV_WEIGHT`."""
+    """Generator side of the hinge GAN: ``-mean(D(I_sr))``. The trainer multiplies by ``--gan-weight`` (λ_adv)."""
     return -fake_logits.mean()
 
 

@@ -37,18 +37,25 @@ __all__ = ["UGTSROutput", "UGTSRNet", "Encoder", "Decoder", "UncertaintyHead", "
 class UGTSROutput:
     """Result of ``UGTSRNet.forward``; everything training needs comes out of one pass.
 
-    ``sr`` ``(B, 3, h*s, w*s)`` float (not clamped); ``indices`` ``(B, h', w')`` int64 final codes on the
-    code map (``h' = ceil(h / multiple_of) * multiple_of / latent_stride``, i.e. of the padded input);
-    ``uncertainty`` ``(B, 3, h*s, w*s)`` s = ln(theta) or None; ``z`` the pre-quantization feature;
-    ``z_q`` the feature fed to the decoder; ``match`` the full :class:`MatchResult`.
+    ``sr`` ``(B, 3, h*s, w*s)`` float (not clamped); ``uncertainty`` ``(B, 3, h*s, w*s)`` s = ln(theta)
+    or None; ``z`` the pre-quantization feature; ``match`` the full :class:`MatchResult`, whose fields
+    are also readable here: ``indices`` ``(B, h', w')`` int64 final codes on the code map
+    (``h' = ceil(h / multiple_of) * multiple_of / latent_stride``, i.e. of the padded input), ``z_q``
+    the feature fed to the decoder, ``codes``, ``candidates``, ``fused``, ``logits``.
     """
 
     sr: torch.Tensor
-    indices: torch.Tensor
     uncertainty: torch.Tensor | None
     z: torch.Tensor
-    z_q: torch.Tensor
     match: MatchResult
+
+    @property
+    def indices(self) -> torch.Tensor:
+        return self.match.indices
+
+    @property
+    def z_q(self) -> torch.Tensor:
+        return self.match.z_q
 
     @property
     def candidates(self) -> torch.Tensor | None:
@@ -220,7 +227,7 @@ class UGTSRNet(nn.Module):
             sr = self.color_fix(sr, x)
         if self.fidelity_gate is not None:
             sr = self.fidelity_gate(sr, x)
-        return UGTSROutput(sr=sr, indices=m.indices, uncertainty=unc, z=z, z_q=m.z_q, match=m)
+        return UGTSROutput(sr=sr, uncertainty=unc, z=z, match=m)
 
     def forward(self, lq: torch.Tensor) -> UGTSROutput:
         if lq.dim() != 4 or lq.shape[1] != self.config.in_channels:

@@ -15,7 +15,7 @@ from torch import nn
 from .config import UGTSRConfig
 from .errors import ConfigError
 
-__all__ = ["STAGES", "stage_config", "trainable_prefixes", "set_trainable"]
+__all__ = ["STAGES", "stage_config", "trainable_summary", "set_trainable"]
 
 STAGES = ("prior", "uncertainty", "sr")
 
@@ -45,13 +45,16 @@ def _is_trainable(name: str, stage: str) -> bool:
     return True
 
 
-def trainable_prefixes(stage: str) -> str:
-    """Human-readable summary for logs."""
-    return {
-        "prior": "all parameters",
-        "uncertainty": "encoder, quant_in, uncertainty_head (codebook and decoder frozen)",
-        "sr": "encoder, quant_in, matcher, skip_fusion (codebook, decoder, uncertainty head frozen)",
-    }[stage]
+def trainable_summary(model: nn.Module) -> str:
+    """Which top-level modules train and which are frozen, read from ``requires_grad`` (for logs and
+    ``settings.json``), e.g. ``"trains encoder, quant_in, matcher; frozen codebook, decoder"``."""
+    trains: dict[str, None] = {}
+    frozen: dict[str, None] = {}
+    for name, p in model.named_parameters():
+        (trains if p.requires_grad else frozen)[name.split(".", 1)[0]] = None
+    groups = {"trains": [m for m in trains if m not in frozen], "partly": [m for m in trains if m in frozen],
+              "frozen": [m for m in frozen if m not in trains]}
+    return "; ".join(f"{what} {', '.join(mods)}" for what, mods in groups.items() if mods) or "no parameters"
 
 
 def set_trainable(model: nn.Module, stage: str) -> list[str]:

@@ -256,7 +256,7 @@ def _sr_models(options: Any, preset: UGTSRConfig, resume_meta: dict, load_init: 
         model.uncertainty_head.load_state_dict(uncertainty.uncertainty_head.state_dict())
         if unc_ckpt is not init:
             notes.append(f"uncertainty head from {unc_path}")
-    prior, prior_path, fmt = _sr_prior(options, preset, resume_meta, unc_ckpt, init, unc_path)
+    prior, prior_path, fmt = _sr_prior(options, preset, resume_meta, unc_ckpt, unc_path)
     if prior is None:
         notes.append(f"s from {unc_path}; no HQ prior (--no-prior): no codebook loss")
     else:
@@ -283,14 +283,14 @@ def _check_post_filters(init: Checkpoint, model: UGTSRNet) -> None:
 
 
 def _sr_prior(options: Any, preset: UGTSRConfig, resume_meta: dict, unc_ckpt: Checkpoint,
-              init: Checkpoint | None, unc_path: str) -> tuple[UGTSRNet | None, str | None, str]:
-    """The HQ prior giving the GT codes: ``--prior``, else the one the resumed run, the uncertainty model
-    or ``--init`` recorded. ``--no-prior``: none (the codebook loss is left out)."""
+              unc_path: str) -> tuple[UGTSRNet | None, str | None, str]:
+    """The HQ prior giving the GT codes: ``--prior``, else the one the resumed run recorded, else the one
+    the model that supplies ``s`` recorded (``--uncertainty-ckpt``, by default ``--init``).
+    ``--no-prior``: none (the codebook loss is left out)."""
     if options.no_prior:
         return None, None, ""
-    recorded = [p for p in (resume_meta.get("prior_checkpoint"), unc_ckpt.metadata.get("prior_checkpoint"),
-                            init.metadata.get("prior_checkpoint") if init is not None else None) if p]
-    prior_path = options.prior or (recorded[0] if recorded else None)
+    prior_path = (options.prior or resume_meta.get("prior_checkpoint")
+                  or unc_ckpt.metadata.get("prior_checkpoint"))
     if prior_path is None:
         raise CheckpointError(f"{unc_path}: records no prior_checkpoint; pass the HQ prior with --prior, or "
                               "--no-prior to train without the codebook loss")

@@ -48,7 +48,7 @@ from ..losses import (
     udl_loss,
     vq_prior_loss,
 )
-from ..stages import stage_config, trainable_prefixes
+from ..stages import stage_config, trainable_summary
 from .dist import (
     DistInfo,
     average_gradients,
@@ -312,7 +312,7 @@ class Trainer:
         record = launch_record(self.o.to_dict(), self.config.to_dict(), start_step=self.step,
                                resumed_from=str(self.resume_path) if self.resume_path else None,
                                world_size=self.info.world_size, device=str(self.device), data=self.data_summary,
-                               trainable=trainable_prefixes(self.o.stage), init=self.models.notes)
+                               trainable=trainable_summary(self.model), init=self.models.notes)
         launches.append({k: record[k] for k in ("command", "start_step", "resumed_from", "world_size", "device")})
         write_json_atomic(path, {**record, "launches": launches})
 
@@ -341,7 +341,7 @@ class Trainer:
             for note in self.models.notes:
                 logger.info("init: %s", note)
             logger.info("stage %s, preset %s: %s; %d trainable parameters", o.stage, o.preset,
-                        trainable_prefixes(o.stage), sum(p.numel() for p in self.model.parameters() if p.requires_grad))
+                        trainable_summary(self.model), sum(p.numel() for p in self.model.parameters() if p.requires_grad))
         try:
             self._loop(log)
             return self._finish(log)
