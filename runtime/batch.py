@@ -50,7 +50,7 @@ import numpy as np
 from ugtsr.errors import UGTSRError, UnsupportedInputError, require
 
 from .files import IMAGE_EXTENSIONS, InputSet, display, output_path, remove_stale_temp_files
-from .imageio import DEFAULT_MAX_PIXELS, read_image, write_image
+from .imageio import DEFAULT_MAX_PIXELS, decode_image, read_image, write_image
 
 __all__ = ["main", "MANIFEST_NAME", "read_manifest", "list_inputs"]
 
@@ -197,7 +197,7 @@ def _list_remote(spec: str, problems: list[str]) -> list[tuple[str, str]]:
     return matches
 
 
-# ---- reading and writing (local paths through runtime.imageio; URIs through a local temp file) ----------
+# ---- reading and writing: runtime.imageio; a URI is read into memory, its output uploaded from a temp file ---
 def _read(src: str, max_pixels: int | None) -> np.ndarray:
     if not _is_uri(src):
         return read_image(src, max_pixels=max_pixels)
@@ -209,13 +209,13 @@ def _read(src: str, max_pixels: int | None) -> np.ndarray:
         raise UnsupportedInputError(f"{src}: no such file") from None
     except OSError as exc:
         raise UnsupportedInputError(f"{src}: cannot read ({' '.join(str(exc).split())})") from None
-    with tempfile.TemporaryDirectory(prefix="ugtsr-batch-") as tmp:
-        local = Path(tmp, "input" + os.path.splitext(path)[1])
-        local.write_bytes(data)
-        try:
-            return read_image(local, max_pixels=max_pixels)
-        except UGTSRError as exc:  # name the URI, not the temporary copy
-            raise type(exc)(str(exc).replace(str(local), src)) from None
+    try:
+        return decode_image(data, source=src, max_pixels=max_pixels)
+    except UGTSRError as exc:  # decode_image names its source as a Path: "s3:/bucket/..." for "s3://bucket/..."
+        msg, collapsed = str(exc), str(Path(src))
+        if collapsed != src and msg.startswith(collapsed):
+            raise type(exc)(src + msg[len(collapsed):]) from None
+        raise
 
 
 def _write(target: str, image: np.ndarray, quality: int) -> None:
@@ -393,7 +393,7 @@ def _plan(args: argparse.Namespace, listed: list[tuple[str, str]], previous: dic
 def _failure(src: str, exc: BaseException) -> str:
     if isinstance(exc, UGTSRError):
         msg = str(exc)
-        return msg if src in msg else f"{src}: {msg}"
+        return msg if src in msg or display(src) in msg else f"{src}: {msg}"
     if isinstance(exc, MemoryError):
         return f"{src}: out of memory (try a smaller --tile or --max-pixels)"
     return f"{src}: unexpected error ({type(exc).__name__}: {' '.join(str(exc).split())})"
