@@ -697,11 +697,11 @@ def _run(args: argparse.Namespace, ray, console: _Console) -> int:
         if outcome == "failed" and record is not manifest.records.get(record["input"]):
             console.error(record["message"])  # new now; an earlier run's failure is only counted
         manifest.add(record)
-    workers = 0
+    stats: dict[str, float] = {}
     interrupted = False
     try:
         if pending:
-            workers, interrupted = _execute(args, ray, pending, manifest, counts, console)
+            interrupted = _execute(args, ray, pending, manifest, counts, console, stats)
     finally:
         manifest.close()
         if not _is_uri(out_root):  # temporary files of writes killed in this run or an earlier one
@@ -711,9 +711,13 @@ def _run(args: argparse.Namespace, ray, console: _Console) -> int:
         console.write(f"error: ... {console.errors - _MAX_ERROR_LINES} more failures, listed in {manifest_path}")
     if not args.quiet:
         elapsed = time.perf_counter() - start
-        rate = counts["ok"] / elapsed if elapsed > 0 else 0.0
         console.write(f"done: {counts['ok']} processed, {counts['skipped']} skipped, {counts['failed']} failed "
-                      f"in {elapsed:.1f} s ({rate:.2f} images/s, {workers} workers) -> {out_root}", err=False)
+                      f"in {elapsed:.1f} s -> {out_root}", err=False)
+        if stats:
+            after = elapsed - stats["connect_s"]
+            console.write(f"  {stats['workers']:.0f} workers x ({stats['cpus']:g} CPU, {stats['gpus']:g} GPU); "
+                          f"Ray start/connect {stats['connect_s']:.1f} s, then "
+                          f"{counts['ok'] / after if after > 0 else 0.0:.2f} images/s", err=False)
         if carried:
             console.write(f"  {carried} of the failed inputs failed in an earlier run and were not retried "
                           "(--retry-failed redoes them)", err=False)
@@ -724,8 +728,11 @@ def _run(args: argparse.Namespace, ray, console: _Console) -> int:
 
 
 def _execute(args: argparse.Namespace, ray, pending: list[dict[str, Any]], manifest: _Manifest,
-             counts: dict[str, int], console: _Console) -> tuple[int, bool]:
+             counts: dict[str, int], console: _Console, stats: dict[str, float]) -> bool:
+    """Connect, size the pool, probe the model, run the pipeline; ``True`` when interrupted."""
+    t0 = time.perf_counter()
     started = _connect(ray, args.ray)
+    stats["connect_s"] = time.perf_counter() - t0
     try:
         resources = ray.cluster_resources()
         gpus = args.gpus_per_worker
@@ -751,8 +758,8 @@ def _execute(args: argparse.Namespace, ray, pending: list[dict[str, Any]], manif
         problem = ray.get(ray.remote(_probe).options(num_cpus=cpus, num_gpus=gpus, max_retries=0).remote(options))
         if problem:
             raise UGTSRError(problem)
-        interrupted = _stream(args, ray, pending, options, workers, cpus, gpus, manifest, counts, console)
-        return workers, interrupted
+        stats.update(workers=workers, cpus=cpus, gpus=gpus)
+        return _stream(args, ray, pending, options, workers, cpus, gpus, manifest, counts, console)
     finally:
         if started:
             ray.shutdown()
