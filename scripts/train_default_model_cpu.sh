@@ -16,7 +16,7 @@ python -m ugtsr.train --stage sr --out runs/cpu_s2_ft --init runs/cpu_s2/swa.pt 
     --lr 5e-5 --perceptual-weight 0 --gan-weight 0 --threads 2 --log-every 25 --quiet --no-tensorboard \
     --time-limit 14 --seed 4 --save-every 300
 python scripts/average_checkpoints.py runs/cpu_s2_ft/ckpt_*.pt --last 5 -o runs/cpu_s2_ft/swa.pt
-# Round 2 (a later session): the colour fix (ugtsr.blocks.ColorFix, sigma 4 = one LR pixel) switched
+# Round 2 (a later session): the colour fix (ugtsr.postfilters.ColorFix, sigma 4 = one LR pixel) switched
 # on and trained through -- first on BSRGAN as before, then on the mixed degradation (BSRGAN 40 %,
 # Real-ESRGAN 30 %, light 30 %). Both runs were compared with their inputs on the training photos
 # with unseen degradation seeds (scripts/experiments/dev_quality.sh), not on the held-out photos.
@@ -32,7 +32,7 @@ python -m ugtsr.train --stage sr --out runs/cf_mixed --init runs/cf_ft/swa.pt --
 python scripts/average_checkpoints.py runs/cf_mixed/ckpt_*.pt --last 5 -o runs/cf_mixed/swa.pt
 # (a 30-minute continuation at lr 5e-5, runs/cf_mixed2, was stopped after a few hundred iterations
 # to give the CPU to the fidelity gate; it is not part of the shipped model)
-# the fidelity gate (ugtsr.blocks.FidelityGate) added and trained with the rest of stage II
+# the fidelity gate (ugtsr.postfilters.FidelityGate) added and trained with the rest of stage II
 python -m ugtsr.train --stage sr --out runs/cf_gate --init runs/cf_mixed/swa.pt --uncertainty-ckpt runs/cpu_s1/final.pt \
     --prior runs/gpu/prior.pt --preset tiny_x4 --data data/photos/train --pipeline mixed --iters 1000000 --batch-size 4 \
     --patch-size 128 --lr 1e-4 --perceptual-weight 0 --gan-weight 0 --threads 2 --log-every 25 --quiet --no-tensorboard \
