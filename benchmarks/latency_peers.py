@@ -7,10 +7,12 @@ to ONNX here with dynamic H/W):
   Real-ESRGAN's small general model (Wang et al., "Real-ESRGAN", ICCVW 2021; xinntao/Real-ESRGAN);
 * ``RealESRGAN_x4plus`` -- ``RRDBNet`` (64 features, 23 RRDB blocks, growth 32), Real-ESRGAN's x4 model.
 
-Ours: the shipped model (``runtime/models/ugtsr_tiny_x4.onnx`` and its checkpoint), or
-``--onnx``/``--checkpoint``. It is timed requesting ``sr`` only (what :class:`runtime.Upscaler`
-asks for when no uncertainty map is wanted: ONNX Runtime then skips the uncertainty head) and, as a
-second row, requesting all of its outputs.
+Ours: the shipped model (``runtime/models/ugtsr_tiny_x4.onnx``), or the ONNX graphs given with
+``--ours`` (exports of one checkpoint, e.g. before/after an optimisation, or ``--outputs sr``), and
+the checkpoint (``--checkpoint``; default: the ``.pt`` next to the first graph) for the FLOP count.
+Each graph is run for all of its outputs: ONNX Runtime runs every node of the graph whatever
+outputs ``session.run`` asks for (checked with its profiler: the uncertainty head's convolutions
+and ``Tanh`` run when only ``sr`` is fetched), so a graph without the head is a separate export.
 
 Per LR size (``--sizes``, default 64 128 256) and thread count (``--threads``, default 1 2):
 
@@ -20,7 +22,7 @@ Per LR size (``--sizes``, default 64 128 256) and thread count (``--threads``, d
   own options (:func:`runtime.backends.onnxruntime.session_options`).
 * **GFLOP** -- ``torch.utils.flop_counter.FlopCounterMode`` on the PyTorch model at that size
   (convolutions and matrix products, 2 FLOP per multiply-add; element-wise ops are not counted).
-  For the ``sr``-only row of ours the uncertainty head's FLOPs are subtracted: they are not computed.
+  For a graph of ours without an ``uncertainty`` output the head's FLOPs are subtracted.
 * **GFLOP/s** = GFLOP / median seconds, and its ratio to the Compact peer's at the same size and
   thread count (the issue-13 target: >= 0.85).
 * **peak memory** -- in a fresh process per model and size (one thread): the session is created and
@@ -77,6 +79,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="skip RRDBNet above this LR side (default 128: ~2 min per call at 256 on 2 cores)")
     g.add_argument("--peer-cache", metavar="DIR", default=None,
                    help="keep the exported peer ONNX files here and reuse them (default: a temporary folder)")
+    g.add_argument("--ours", nargs="+", metavar="MODEL.onnx", default=None,
+                   help="ONNX graphs of ours (default: the shipped model); FLOPs from --checkpoint")
     g.add_argument("--no-peak", action="store_true", help="with --peers: skip the peak-memory processes")
     g.add_argument("--no-plot", action="store_true", help="with --peers: no PNG")
 
@@ -220,15 +224,23 @@ def _peak_above_model(path: Path, side: int, outputs: Sequence[str]) -> dict[str
 
 
 # ---------------------------------------------------------------------------------------------- run
-def _ours(args: argparse.Namespace) -> tuple[Path, Path]:
+def _ours(args: argparse.Namespace) -> tuple[list[Path], Path]:
     from runtime.upscaler import default_model_path
 
-    onnx = Path(args.onnx) if args.onnx else default_model_path()
-    ckpt = Path(args.checkpoint) if args.checkpoint else onnx.with_suffix(".pt")
-    for p, flag in ((onnx, "--onnx"), (ckpt, "--checkpoint")):
+    graphs = [Path(p) for p in args.ours] if args.ours else [default_model_path()]
+    ckpt = Path(args.checkpoint) if args.checkpoint else graphs[0].with_suffix(".pt")
+    for p in graphs:
         if not p.is_file():
-            raise ConfigError(f"{p}: not found (give {flag}: the FLOPs are counted on the checkpoint)")
-    return onnx, ckpt
+            raise ConfigError(f"{p}: ONNX model not found (--ours)")
+    if not ckpt.is_file():
+        raise ConfigError(f"{ckpt}: checkpoint not found (give --checkpoint: the FLOPs are counted on it)")
+    return graphs, ckpt
+
+
+def _graph_outputs(path: Path) -> list[str]:
+    import onnxruntime as ort
+
+    return [o.name for o in ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_outputs()]
 
 
 def run_peers(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
@@ -249,23 +261,23 @@ def run_peers(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if any(t < 1 for t in threads):
         raise ConfigError("--peer-threads must be >= 1")
     torch.set_num_threads(max(threads))
-    onnx_path, ckpt_path = _ours(args)
+    graphs, ckpt_path = _ours(args)
     ours_model = ugtsr.load_model(ckpt_path).eval()
-    ours_name = onnx_path.stem
     with tempfile.TemporaryDirectory(prefix="ugtsr_peers_") as tmp:
         folder = Path(args.peer_cache) if args.peer_cache else Path(tmp)
         models: dict[str, dict[str, Any]] = {}
-        has_unc = ours_model.uncertainty_head is not None
-        models[ours_name] = {"kind": "ours", "onnx": onnx_path, "torch": ours_model, "outputs": ["sr"],
-                             "info": {"onnx": str(onnx_path), "checkpoint": str(ckpt_path),
+        for path in graphs:
+            label = path.stem if path.stem not in models else str(path)
+            outputs = _graph_outputs(path)
+            if "sr" not in outputs:
+                raise ConfigError(f"{path}: no 'sr' output (outputs: {', '.join(outputs)})")
+            models[label] = {"kind": "ours", "onnx": path, "torch": ours_model, "outputs": outputs,
+                             "info": {"onnx": str(path), "checkpoint": str(ckpt_path),
                                       "parameters": sum(p.numel() for p in ours_model.parameters())}}
-        if has_unc:
-            models[f"{ours_name} (sr+uncertainty)"] = {"kind": "ours", "onnx": onnx_path, "torch": ours_model,
-                                                       "outputs": ["sr", "uncertainty"], "info": {}}
         for name in PEERS:
             model, path, info = _peer_onnx(name, folder, args.seed)
             models[name] = {"kind": "peer", "onnx": path, "torch": model, "outputs": ["sr"], "info": info}
-        rows = _measure(models, sides, threads, args, ours_name)
+        rows = _measure(models, sides, threads, args)
         if not args.no_peak:
             for row in rows:
                 if row["status"] == "measured" and row["threads"] == threads[0]:
@@ -275,8 +287,8 @@ def run_peers(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     return _write(rows, models, args, argv, sides, threads)
 
 
-def _measure(models: dict[str, dict[str, Any]], sides: list[int], threads: list[int], args: argparse.Namespace,
-             ours_name: str) -> list[dict[str, Any]]:
+def _measure(models: dict[str, dict[str, Any]], sides: list[int], threads: list[int],
+             args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     sessions = {(name, t): _session(m["onnx"], t) for name, m in models.items() for t in threads}
     rng = np.random.default_rng(args.seed)
@@ -285,7 +297,7 @@ def _measure(models: dict[str, dict[str, Any]], sides: list[int], threads: list[
         fns = {}
         for name, m in models.items():
             gflop, head = count_gflop(m["torch"], side, side, module="uncertainty_head" if m["kind"] == "ours" else None)
-            if "uncertainty" not in m["outputs"]:
+            if m["kind"] == "ours" and "uncertainty" not in m["outputs"]:
                 gflop -= head
             base = {"model": name, "kind": m["kind"], "outputs": ",".join(m["outputs"]), "side": side,
                     "lr_size": f"{side}x{side}", "output_size": f"{4 * side}x{4 * side}", "gflop": round(gflop, 3)}
@@ -324,8 +336,9 @@ def _write(rows: list[dict[str, Any]], models: dict[str, dict[str, Any]], args: 
     notes = ["ONNX Runtime CPU (CPUExecutionProvider), sessions with the runtime's options; numpy in -> numpy out",
              f"latency: median of {args.repeats} interleaved rounds after {args.warmup} warm-up calls; every model "
              "and thread count is called once per round",
-             "GFLOP: torch.utils.flop_counter on the PyTorch model (conv/matmul, 2 FLOP per MAC); the sr-only row "
-             "of ours excludes the uncertainty head, which ONNX Runtime does not run when only sr is requested",
+             "GFLOP: torch.utils.flop_counter on the PyTorch model (conv/matmul, 2 FLOP per MAC); a graph of ours "
+             "without the uncertainty output (export --outputs sr) is charged without the head's FLOPs",
+             "every graph is run for all of its outputs (ONNX Runtime runs every node whatever outputs are fetched)",
              "peers: random weights (seeded), spandrel's architecture code, exported here; latency does not depend "
              "on the weights",
              "peak memory: fresh process per model and size, 1 thread; VmHWM after one run minus VmRSS of the "

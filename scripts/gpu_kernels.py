@@ -16,13 +16,23 @@ Needs torch (CUDA), triton and numpy only; no TensorRT. Sections, each case in i
    ``__cuda_array_interface__`` objects as TensorRT passes them; the AOT PTX
    (``compile_codebook_topk_ptx``) loaded and launched through the CUDA driver with exactly the 7
    arguments TensorRT's AOT launcher passes.
-3. ``timing`` -- median ms (``triton.testing.do_bench``) of the unfused path (``knn_search``: matmul +
-   topk) vs the fused kernel (FP32 "ieee"; also TF32 and the plugin kernel) for N in {1024, 4096,
-   16384, 65536}, K in {1024, 4096}, d = 512, k = 3.
-4. ``configs`` -- a few tile configurations at two sizes (skipped when the time budget is spent).
+3. ``peaks`` -- the device's measured peaks: FP32 (TF32 off) and TF32 ``torch.mm`` at 8192^3, and the
+   bandwidth of a 1 GiB device-to-device copy (read + write), beside NVIDIA's datasheet figures for
+   the GPUs named in ``NOMINAL`` (issue 13).
+4. ``timing`` -- median ms (``triton.testing.do_bench``) of the standard-op search (``knn_search``:
+   matmul + topk), ``torch.cdist`` + ``topk`` and the fused kernel (FP32 "ieee"; also TF32 and the
+   plugin kernel) for N in {4096, 16384, 65536}, K in {1024, 4096}, d = 512, k = 3; achieved FLOP/s
+   (``2 N K d``) and bytes/s (rows + codebook read once, ``N k`` indices and distances written) as
+   shares of the measured peaks.
+5. ``models`` -- ``tiny_x4`` and ``ugtsr_x4`` (random weights, the Top-k fusion and Align-Attention
+   made non-zero) end to end in PyTorch CUDA at 256^2 and 512^2 LR: FP32 eager, FP16 eager
+   (``.half()``), FP16 through a captured CUDA graph; median ms and ``max_memory_allocated``.
+   ``torch.compile`` is left out: its compile time per model and shape (minutes) does not fit a
+   4-minute session. Stops when ``MODELS_BUDGET_S`` is spent.
+6. ``configs`` -- a few tile configurations at two sizes (skipped when the time budget is spent).
 
 Writes ``$OUT/fused_topk.json`` after every section and prints a short table last. Designed to
-finish in well under 90 s on an H100.
+finish in about 3 minutes on an H100/H200 (``scripts/gpu_session.sh`` bounds it at 4).
 
 ``--smoke`` runs the same code on the CPU at tiny sizes under ``TRITON_INTERPRET=1`` (no timing of
 note, no driver launch): a self-test of this script where no GPU is available.
@@ -47,21 +57,29 @@ if SMOKE:  # must precede the first triton import
     os.environ["TRITON_INTERPRET"] = "1"
 DEVICE = "cpu" if SMOKE else "cuda"
 T0 = time.perf_counter()
-BUDGET_S = 60.0  # the optional configs section stops past this (the whole run must stay < 90 s)
+BUDGET_S = 200.0  # the optional configs section stops past this (the whole run must stay < 4 min)
+MODELS_BUDGET_S = 120.0  # the models section stops starting new cases past this
 # (N, K, d, k) grids; --smoke shrinks them
 CORRECTNESS = [(n, kc, d, k) for kc in (256, 1024, 4096) for d in (64, 512) for k in (1, 3, 5)
                for n in (1000, 8193, 30001)]
 FP16_CASES = [(4096, 1024, 512, 3), (1000, 4096, 64, 5)]
 PLUGIN_CASES = [(1000, 1024, 512, 3), (8193, 4096, 512, 3), (777, 256, 64, 1), (4096, 1024, 64, 5)]
-TIMING = [(n, kc) for n in (1024, 4096, 16384, 65536) for kc in (1024, 4096)]
+TIMING = [(n, kc) for n in (4096, 16384, 65536) for kc in (1024, 4096)]
+MODEL_CASES = [(name, side) for name in ("tiny_x4", "ugtsr_x4") for side in (256, 512)]
+PEAK_MM, PEAK_COPY_FLOATS = 8192, 2**28
+#: NVIDIA datasheet figures (dense): FP32 TFLOP/s, TF32 tensor-core TFLOP/s, memory TB/s
+NOMINAL = {"H100 80GB HBM3": (67.0, 494.7, 3.35), "H200": (67.0, 494.7, 4.8), "A100-SXM4-80GB": (19.5, 156.0, 2.04)}
 CONFIG_SIZES = ((16384, 4096), (65536, 4096))
 if SMOKE:
     CORRECTNESS = [(n, kc, d, k) for kc in (64, 200) for d in (16, 40) for k in (1, 3, 5) for n in (50, 97)]
     FP16_CASES = [(64, 128, 32, 3)]
     PLUGIN_CASES = [(70, 130, 48, 3), (33, 64, 16, 1)]
     TIMING = [(64, 128)]
+    MODEL_CASES = [("tiny_x4", 32)]
+    PEAK_MM, PEAK_COPY_FLOATS = 256, 2**20
     CONFIG_SIZES = ((96, 256),)
-RESULTS: dict = {"env": {}, "correctness": [], "plugin": [], "timing": [], "configs": [], "errors": []}
+RESULTS: dict = {"env": {}, "correctness": [], "plugin": [], "peaks": {}, "timing": [], "models": [], "configs": [],
+                 "errors": []}
 
 
 def _elapsed() -> float:
@@ -341,12 +359,49 @@ def _bench(func, *args, **kwargs) -> float:
         return float(sorted(times)[len(times) // 2])
 
 
+def section_peaks():
+    """Measured FP32 / TF32 matmul FLOP/s and copy bandwidth; datasheet figures where the GPU is known."""
+    import torch
+
+    n = PEAK_MM
+    a = torch.randn(n, n, device=DEVICE)
+    b = torch.randn(n, n, device=DEVICE)
+    peaks = {"matmul_n": n}
+    for label, tf32 in (("fp32", False), ("tf32", True)):
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        try:
+            ms = _bench(torch.mm, a, b)
+            peaks[f"{label}_tflops"] = 2.0 * n**3 / (ms * 1e9)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = False
+    del a, b
+    src = torch.empty(PEAK_COPY_FLOATS, device=DEVICE)
+    dst = torch.empty_like(src)
+    ms = _bench(dst.copy_, src)
+    peaks["copy_bytes"] = 2 * src.numel() * 4
+    peaks["bandwidth_tbps"] = peaks["copy_bytes"] / (ms * 1e9)
+    name = RESULTS["env"].get("gpu", "")
+    nominal = next((v for k, v in NOMINAL.items() if k.lower() in name.lower()), None)
+    if nominal:
+        peaks["nominal"] = {"fp32_tflops": nominal[0], "tf32_tflops": nominal[1], "bandwidth_tbps": nominal[2],
+                            "source": "NVIDIA datasheet (dense)"}
+    RESULTS["peaks"] = peaks
+    del src, dst
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
+    _save()
+
+
 def section_timing():
     import torch
 
     from ugtsr import codebook as cb
     from ugtsr.kernels.fused_topk import codebook_topk_int32, fused_topk
 
+    def cdist_topk(rows, codebook, k):
+        return torch.cdist(rows, codebook).topk(k, dim=1, largest=False)
+
+    peaks = RESULTS.get("peaks") or {}
     for n, kc in TIMING:
         d, k = 512, 3
         case = {"N": n, "K": kc, "d": d, "k": k}
@@ -355,17 +410,106 @@ def section_timing():
             sq = cb.codebook_sq_norms(codebook)
             out = torch.empty(n, k, dtype=torch.int32, device=DEVICE)
             case["unfused_ms"] = _bench(cb.knn_search, rows, codebook, k)
+            case["cdist_topk_ms"] = _bench(cdist_topk, rows, codebook, k)
             case["fused_ms"] = _bench(fused_topk, rows, codebook, sq, k, backend="triton")
             case["fused_tf32_ms"] = _bench(fused_topk, rows, codebook, sq, k, backend="triton", input_precision="tf32")
             case["plugin_kernel_ms"] = _bench(codebook_topk_int32, rows, codebook, sq, k, out=out)
             case["speedup"] = case["unfused_ms"] / case["fused_ms"]
-            case["gflops_fused"] = 2.0 * n * kc * d / (case["fused_ms"] * 1e6)
+            flops, moved = 2.0 * n * kc * d, 4.0 * (n * d + kc * d) + 8.0 * n * k
+            for key in ("unfused", "cdist_topk", "fused", "fused_tf32"):
+                ms = case[f"{key}_ms"]
+                case[f"{key}_tflops"] = flops / (ms * 1e9)
+                case[f"{key}_tbps"] = moved / (ms * 1e9)
+                if peaks.get("fp32_tflops"):
+                    ref = peaks["tf32_tflops"] if key == "fused_tf32" else peaks["fp32_tflops"]
+                    case[f"{key}_share_of_peak_flops"] = case[f"{key}_tflops"] / ref
+                    case[f"{key}_share_of_peak_bw"] = case[f"{key}_tbps"] / peaks["bandwidth_tbps"]
+            case["gflops_fused"] = flops / (case["fused_ms"] * 1e6)
             RESULTS["timing"].append(dict(case, ok=True))
         except Exception as exc:
             RESULTS["timing"].append(_record_error("timing", case, exc))
         finally:
             if DEVICE == "cuda":
                 torch.cuda.empty_cache()
+    _save()
+
+
+def _model(name):
+    import torch
+
+    import ugtsr
+
+    torch.manual_seed(0)
+    model = ugtsr.build_model(name).eval()
+    with torch.no_grad():  # zero-initialised residual outputs would make those paths identities
+        if getattr(model.matcher, "fusion", None) is not None:
+            torch.nn.init.normal_(model.matcher.fusion.out.weight, std=0.02)
+        for aa in model.skip_fusion or []:
+            torch.nn.init.normal_(aa.proj.weight, std=0.02)
+    return model.to(DEVICE)
+
+
+def _graphed(model, x):
+    """``model`` on a static input captured in a CUDA graph: returns ``replay() -> sr``."""
+    import torch
+
+    static = x.clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.no_grad():
+        for _ in range(2):
+            model(static)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.no_grad():
+        out = model(static).sr
+
+    def replay(_=None):
+        graph.replay()
+        return out
+    return replay
+
+
+def section_models():
+    import torch
+
+    t_start = _elapsed()
+    for name, side in MODEL_CASES:
+        model = None
+        for mode in ("fp32", "fp16", "fp16_cuda_graph"):
+            case = {"model": name, "lr": side, "mode": mode}
+            if _elapsed() - t_start > MODELS_BUDGET_S:
+                RESULTS["models"].append(dict(case, skipped=f"models budget ({MODELS_BUDGET_S:.0f} s) spent"))
+                continue
+            if SMOKE and mode != "fp32":
+                continue
+            try:
+                if model is None:
+                    model = _model(name)
+                m = model.half() if mode != "fp32" else model.float()
+                x = torch.rand(1, 3, side, side, device=DEVICE, dtype=torch.float16 if mode != "fp32" else torch.float32)
+                if DEVICE == "cuda":
+                    torch.cuda.synchronize()
+                    torch.cuda.reset_peak_memory_stats()
+                    base = torch.cuda.memory_allocated()
+                with torch.no_grad():
+                    fn = _graphed(m, x) if mode == "fp16_cuda_graph" else (lambda inp: m(inp).sr)
+                    sr = fn(x)
+                    case["finite"] = bool(torch.isfinite(sr).all().item())
+                    case["ms"] = _bench(fn, x)
+                case["output"] = list(sr.shape)
+                if DEVICE == "cuda":
+                    case["peak_mib_above_model"] = (torch.cuda.max_memory_allocated() - base) / 2**20
+                    case["peak_kib_per_input_pixel"] = (torch.cuda.max_memory_allocated() - base) / 1024 / side**2
+                RESULTS["models"].append(dict(case, ok=case["finite"]))
+                del sr, fn, x
+            except Exception as exc:
+                RESULTS["models"].append(_record_error("models", case, exc))
+            finally:
+                if DEVICE == "cuda":
+                    torch.cuda.empty_cache()
+            _save()
+        del model
     _save()
 
 
@@ -422,13 +566,25 @@ def _table() -> str:
         status = "ok" if p.get("ok") else "FAILED"
         extra = p.get("error") or f"agree {p.get('agree_f64_non_tie', float('nan')):.6f}"
         lines.append(f"plugin: {p['what']} N={p['N']} k={p['k']}: {status} ({extra})")
-    lines.append(f"{'N':>6} {'K':>5} {'unfused ms':>11} {'fused ms':>9} {'tf32 ms':>8} {'plugin ms':>9} {'speedup':>8}")
+    pk = RESULTS.get("peaks") or {}
+    if pk.get("fp32_tflops"):
+        lines.append(f"peaks (measured): fp32 {pk['fp32_tflops']:.1f} TFLOP/s, tf32 {pk['tf32_tflops']:.1f} TFLOP/s, "
+                     f"copy {pk['bandwidth_tbps']:.2f} TB/s; nominal {pk.get('nominal', 'unknown GPU')}")
+    lines.append(f"{'N':>6} {'K':>5} {'unfused ms':>11} {'cdist ms':>9} {'fused ms':>9} {'tf32 ms':>8} {'plugin ms':>9} "
+                 f"{'speedup':>8} {'fused TFLOP/s':>14} {'fused TB/s':>11}")
     for t in RESULTS["timing"]:
         if t.get("ok"):
-            lines.append(f"{t['N']:>6} {t['K']:>5} {t['unfused_ms']:>11.3f} {t['fused_ms']:>9.3f} "
-                         f"{t['fused_tf32_ms']:>8.3f} {t['plugin_kernel_ms']:>9.3f} {t['speedup']:>7.2f}x")
+            lines.append(f"{t['N']:>6} {t['K']:>5} {t['unfused_ms']:>11.3f} {t['cdist_topk_ms']:>9.3f} "
+                         f"{t['fused_ms']:>9.3f} {t['fused_tf32_ms']:>8.3f} {t['plugin_kernel_ms']:>9.3f} "
+                         f"{t['speedup']:>7.2f}x {t['fused_tflops']:>14.2f} {t['fused_tbps']:>11.3f}")
         else:
             lines.append(f"{t['N']:>6} {t['K']:>5} FAILED {t.get('error', '')[:80]}")
+    for m in RESULTS["models"]:
+        if m.get("ok"):
+            lines.append(f"model {m['model']} {m['lr']}^2 {m['mode']}: {m['ms']:.2f} ms, peak "
+                         f"{m.get('peak_mib_above_model', float('nan')):.0f} MiB above the model")
+        else:
+            lines.append(f"model {m['model']} {m['lr']}^2 {m['mode']}: {m.get('skipped') or 'FAILED ' + m.get('error', '')[:80]}")
     cfgs = [c for c in RESULTS["configs"] if c.get("ok")]
     for n in sorted({c["N"] for c in cfgs}):
         best = min((c for c in cfgs if c["N"] == n), key=lambda c: c["ms"])
@@ -440,7 +596,8 @@ def _table() -> str:
 
 def main() -> int:
     for name, fn in (("env", section_env), ("correctness", section_correctness), ("plugin", section_plugin),
-                     ("timing", section_timing), ("configs", section_configs)):
+                     ("peaks", section_peaks), ("timing", section_timing), ("models", section_models),
+                     ("configs", section_configs)):
         t = time.perf_counter()
         try:
             if name != "env" and not (RESULTS["env"].get("cuda_available") or SMOKE):

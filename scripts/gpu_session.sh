@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# One lent-GPU session: train the default model's three stages on the shipped photos, then the
+# One lent-GPU session. First (issue 13, at most 4 minutes of GPU time): scripts/gpu_kernels.py --
+# the fused Triton top-k against the reference on the GPU, the device's measured FP32/TF32/bandwidth
+# peaks, the kernel timed against the standard-op search and torch.cdist + topk at N in {4k, 16k,
+# 64k}, K in {1024, 4096}, d = 512 (FLOP/s and bytes/s as shares of the peaks), and tiny_x4 /
+# ugtsr_x4 end to end in PyTorch CUDA FP32 / FP16 / FP16 CUDA graph at 256^2 and 512^2 LR with peak
+# memory -> $OUT/efficiency/fused_topk.json (commit it as benchmarks/results/efficiency_gpu_<gpu>.json).
+# Then, only with TRAIN=1: train the default model's three stages on the shipped photos and run the
 # matching benchmark on CUDA. Every step is bounded in time and its failure does not stop the rest.
-# Usage (device tool): bash scripts/gpu_session.sh   (OUT must be set; results land in $OUT)
-# Times are minutes of training per stage: PRIOR_MIN, S1_MIN, S2_MIN.
+# Usage (device tool): bash scripts/gpu_session.sh   [TRAIN=1 ...]   (results land in $OUT)
+# Training times are minutes per stage: PRIOR_MIN, S1_MIN, S2_MIN.
 set -u
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
 OUT="${OUT:-./out}"; mkdir -p "$OUT"
 PY=python3
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1; } > "$OUT/efficiency.log" 2>&1
+t0=$(date +%s)
+OUT="$OUT/efficiency" timeout 240 $PY scripts/gpu_kernels.py >> "$OUT/efficiency.log" 2>&1
+echo "gpu_kernels rc=$? seconds=$(( $(date +%s) - t0 ))" >> "$OUT/efficiency.log"
+tail -n 40 "$OUT/efficiency.log"
+if [ "${TRAIN:-0}" != "1" ]; then exit 0; fi
 DEV="${DEV:-cuda}"; WORKERS="${WORKERS:-12}"; BS="${BS:-16}"; PS="${PS:-128}"
 PRIOR_MIN="${PRIOR_MIN:-1.8}"; S1_MIN="${S1_MIN:-0.8}"; S2_MIN="${S2_MIN:-1.2}"
 LOG="$OUT/session.log"

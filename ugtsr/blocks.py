@@ -29,14 +29,15 @@ def _group_norm(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
     and ``Sub``/``Mul``/``Div`` passes over the whole tensor. Instance normalisation over the
     ``(B, groups, C/groups * H * W)`` view computes the same statistics in one kernel, in about half
     the time (issue 13, ``docs/EFFICIENCY.md``). Eager PyTorch keeps ``norm(x)`` (FeMaSR parity).
-    Computed in float32 like the FP16 export's float32 GroupNorm islands and returned in the input
-    dtype (no casts for float32).
+    Half inputs are computed in float32 like the FP16 export's float32 GroupNorm islands; the result
+    has the input dtype (no casts for float32).
     """
     if not torch.onnx.is_in_onnx_export():
         return norm(x)
-    y = F.instance_norm(x.float().reshape(x.shape[0], norm.num_groups, -1), eps=norm.eps).reshape(x.shape)
+    dtype = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    y = F.instance_norm(x.to(dtype).reshape(x.shape[0], norm.num_groups, -1), eps=norm.eps).reshape(x.shape)
     if norm.affine:
-        y = y * norm.weight.float()[:, None, None] + norm.bias.float()[:, None, None]
+        y = y * norm.weight.to(dtype)[:, None, None] + norm.bias.to(dtype)[:, None, None]
     return y.to(x.dtype)
 
 

@@ -143,9 +143,15 @@ def _max_shape(options: Mapping[str, str]) -> tuple[int, int, int, int] | None:
 def session_options(ort: Any, *, threads: int | None = None) -> Any:
     """The ``onnxruntime.SessionOptions`` of every session this backend opens (benchmarks use it too).
 
-    ``threads``: intra-op threads (``None`` = ONNX Runtime's default, all cores).
+    ``threads``: intra-op threads (``None`` = ONNX Runtime's default, all cores). The memory pattern
+    is off: with it, ONNX Runtime plans one block per input shape after the first run and allocates
+    it beside the arena the first run filled, so the second call at a size peaks at twice the first
+    (tiny_x4, 256x256 LR: 24 instead of 12.5 KiB per input pixel above the model; latency within the
+    noise of a shared machine; issue 13, ``docs/EFFICIENCY.md``). Graph optimisation stays at
+    ONNX Runtime's default ``ORT_ENABLE_ALL`` (its NCHWc convolutions; ``ENABLE_EXTENDED`` is ~1.4x slower).
     """
     options = ort.SessionOptions()
+    options.enable_mem_pattern = False
     if threads is not None:
         options.intra_op_num_threads = int(threads)
     return options
