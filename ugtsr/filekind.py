@@ -162,7 +162,7 @@ def diagnose_load_failure(path: Path, exc: BaseException) -> str:
                 "checkpoint; torch.save checkpoints are zip archives")
     if _is_text(data):
         return "is a text file, not a checkpoint"
-    return f"is not a PyTorch file (unrecognised content; {type(exc).__name__}: {_short(msg, first)})"
+    return f"is corrupt or not a PyTorch file (unrecognised content; {type(exc).__name__}: {_short(msg, first)})"
 
 
 def _short(msg: str, first: str) -> str:

@@ -84,6 +84,7 @@ def _cases(good: bytes) -> dict[str, tuple[bytes, str]]:
         "text.pt": (b"model: ugtsr\nscale: 4\n", "is a text file"),
         "arrays.pt": (npz.getvalue(), "NumPy .npz archive"),
         "other.zip": (_zip({"readme.txt": b"hi"}), "zip archive but not a PyTorch checkpoint"),
+        "garbage.pt": (b"\x00garbage", "is corrupt or not a PyTorch file"),
         "w.safetensors": (struct.pack("<Q", len(header)) + header + bytes(4), "is a safetensors file"),
         "evil_zip.pt": (_torch_bytes({"format": "ugtsr-checkpoint", "x": _Evil()}), "pickled Python objects (code"),
         "evil_raw.pkl": (pickle.dumps(_Evil(), protocol=4), "pickled Python objects (code"),
