@@ -8,18 +8,11 @@ traceback. The ``python -m`` forms call the real ``main`` directly.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 
+from ugtsr.errors import torch_missing_message
+
 __all__ = ["export_main", "train_main", "torch_missing_message"]
-
-
-def torch_missing_message(command: str, extra: str) -> str | None:
-    """The one-line error for ``command`` when torch is not installed, else ``None``."""
-    if importlib.util.find_spec("torch") is not None:
-        return None
-    return (f"error: {command} needs PyTorch, which is not installed; install it with: "
-            f"pip install 'ugtsr[{extra}]' (or pip install torch first to choose a CPU or CUDA build)")
 
 
 def _run(command: str, extra: str, module: str, argv: list[str] | None) -> int:

@@ -1,4 +1,4 @@
-"""Tiled inference over any callable backend, with feathered blending (STYLE.md point 12).
+"""Tiled inference over any callable backend, with feathered blending (a pure function over the backend, as Real-ESRGAN's ``RealESRGANer.tile_process``).
 
 Geometry. The image is first padded once, as a whole, to the model's ``multiple_of`` (and
 ``min_size``) exactly as untiled inference would pad it; the tiles are then cut from the *padded*

@@ -1,6 +1,6 @@
 """``Upscaler``: the production entry point -- OpenCV image in, OpenCV image out.
 
-Pipeline (DESIGN.md): image -> RGB float [0, 1] (+ alpha) -> pad / tile (:func:`runtime.tile_process`)
+Pipeline (docs/ARCHITECTURE.md): image -> RGB float [0, 1] (+ alpha) -> pad / tile (:func:`runtime.tile_process`)
 -> backend (ONNX Runtime, TensorRT or torch) -> stitch -> clamp -> optional ``outscale`` resize ->
 same layout and dtype as the input.
 

@@ -62,3 +62,18 @@ def require(module: str, *, extra: str, purpose: str | None = None):
             f"the optional dependency '{module}' is not installed{what}; "
             f"install it with: pip install 'ugtsr[{extra}]'"
         ) from exc
+
+
+def torch_missing_message(command: str, extra: str) -> str | None:
+    """The one-line error for ``command`` when torch is not installed, else ``None``.
+
+    Used by the entry points that need torch (``python -m ugtsr.train``, ``python -m export.onnx``,
+    ``ugtsr-train``, ``ugtsr-export``) before they import it: a ``pip install ".[runtime]"`` has no
+    torch, and its user should read what to install, not a ``ModuleNotFoundError`` traceback.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is not None:
+        return None
+    return (f"error: {command} needs PyTorch, which is not installed; install it with: "
+            f"pip install 'ugtsr[{extra}]' (or pip install torch first to choose a CPU or CUDA build)")

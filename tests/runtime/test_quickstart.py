@@ -84,6 +84,12 @@ def test_console_commands_without_torch_say_what_to_install(runtime_venv):
         assert proc.returncode == 2
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "needs PyTorch" in lines[0] and f"ugtsr[{extra}]" in lines[0], proc.stderr
+    python = str(runtime_venv / "bin" / "python")
+    for module, extra in (("ugtsr.train", "train"), ("export.onnx", "export")):
+        proc = _run([python, "-m", module, "--help"], timeout=120, env=env)
+        assert proc.returncode == 2, (module, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "needs PyTorch" in lines[0] and f"ugtsr[{extra}]" in lines[0], proc.stderr
 
 
 if __name__ == "__main__":  # pragma: no cover
