@@ -73,10 +73,14 @@ def estimate_bytes_per_pixel(info: ModelInfo) -> float:
     """Heuristic peak memory per *input* pixel, for automatic tiling.
 
     About seven live float tensors of the output-resolution width (``config["channels"][-1]``) per
-    output pixel, i.e. ``scale**2 * width * 4 B * 7`` (28 KiB for FeMaSR x4, 14 KiB for tiny_x4:
-    ONNX Runtime on CPU measured 13.4 KiB per input pixel for tiny_x4 on a 512x512 image,
-    ``benchmarks/results/latency_tiny_x4_peakmem_512.json``), halved for fp16; 32 KiB when the model
-    carries no config. Pass ``bytes_per_pixel`` to :class:`Upscaler` to override.
+    output pixel, i.e. ``scale**2 * width * 4 B * 7`` (28 KiB for FeMaSR x4, 14 KiB for tiny_x4),
+    halved for fp16; 32 KiB when the model carries no config. Calibration (issue 13): ``runtime.infer``
+    on a 512x512 LR image with ONNX Runtime CPU peaks 13.0 KiB per input pixel above the loaded
+    tiny_x4, for the shipped graph and for the re-exported ``sr``-only graph alike
+    (``benchmarks/results/latency_peakmem_512_*.json``; 6.5 tensors, 7 keeps a margin). Since the
+    runtime's sessions run without ONNX Runtime's memory pattern, later calls in one process peak
+    as the first (the session alone at 256x256: 12.6 KiB/px on the first and the fourth call; with
+    the pattern 24.7 from the second on). Pass ``bytes_per_pixel`` to :class:`Upscaler` to override.
     """
     width = 64
     if info.config and isinstance(info.config.get("channels"), list | tuple) and info.config["channels"]:
