@@ -405,4 +405,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from ugtsr.errors import torch_missing_message
+
+    _problem = torch_missing_message("python -m export.onnx", "export")
+    if _problem:
+        print(_problem, file=sys.stderr)
+        raise SystemExit(2)
     raise SystemExit(main())
