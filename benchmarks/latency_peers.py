@@ -139,9 +139,8 @@ def count_gflop(model: Any, h: int, w: int, *, module: str | None = None) -> tup
 
 def _export_peer(model: Any, path: Path) -> dict[str, Any]:
     """Dynamic-shape ONNX of a peer (input ``lq``, output ``sr``), checked against PyTorch at 48x40."""
-    import torch
-
     import onnxruntime as ort
+    import torch
 
     n, h, w = torch.export.Dim("n", min=1), torch.export.Dim("h", min=16), torch.export.Dim("w", min=16)
     example = torch.rand(2, 3, 64, 64)
@@ -369,7 +368,7 @@ def _table(rows: list[dict[str, Any]], threads: list[int]) -> str:
     for r in rows:
         by.setdefault((r["model"], r["side"]), {})[r["threads"]] = r
     out = []
-    for (model, side), per in by.items():
+    for (model, _side), per in by.items():
         first = per[threads[0]]
         line: dict[str, Any] = {"model": model, "LR": first["lr_size"], "GFLOP": first["gflop"]}
         for t in threads:

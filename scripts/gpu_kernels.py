@@ -493,7 +493,7 @@ def section_models():
                     torch.cuda.reset_peak_memory_stats()
                     base = torch.cuda.memory_allocated()
                 with torch.no_grad():
-                    fn = _graphed(m, x) if mode == "fp16_cuda_graph" else (lambda inp: m(inp).sr)
+                    fn = _graphed(m, x) if mode == "fp16_cuda_graph" else (lambda inp, m=m: m(inp).sr)
                     sr = fn(x)
                     case["finite"] = bool(torch.isfinite(sr).all().item())
                     case["ms"] = _bench(fn, x)
