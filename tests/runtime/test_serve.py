@@ -57,13 +57,21 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
+def _port_free(port: int, *, wait: float = 10.0) -> bool:
+    """Whether a new server could listen on ``port`` (as Triton does: with SO_REUSEADDR, so the
+    connections the stopped server closed, left in TIME_WAIT, do not count as holding it)."""
+    deadline = time.monotonic() + wait
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("0.0.0.0", port))
+                s.listen(1)
+                return True
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+        time.sleep(0.5)
 
 
 def _group_pids(pgid: int) -> list[int]:
