@@ -49,6 +49,7 @@ import numpy as np
 
 from ugtsr.errors import UGTSRError, UnsupportedInputError, require
 
+from .console import Console
 from .files import IMAGE_EXTENSIONS, InputSet, display, output_path, remove_stale_temp_files
 from .imageio import DEFAULT_MAX_PIXELS, decode_image, read_image, write_image
 
@@ -601,25 +602,12 @@ def _model_path(args: argparse.Namespace) -> str | None:
     return None
 
 
-class _Console:
-    """One line per message (through tqdm when a bar is shown), a capped number of error lines."""
+class _Console(Console):
+    """:class:`runtime.console.Console` with a capped number of error lines."""
 
     def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+        super().__init__(quiet)
         self.errors = 0
-        try:
-            from tqdm import tqdm
-        except ImportError:  # tqdm is in the runtime extra; without it there is no bar
-            tqdm = None
-        self.tqdm = tqdm
-
-    def write(self, msg: str, *, err: bool = True) -> None:
-        stream = sys.stderr if err else sys.stdout
-        if self.tqdm is not None:
-            self.tqdm.write(display(msg), file=stream)
-        else:
-            print(display(msg), file=stream)
-        stream.flush()
 
     def error(self, msg: str) -> None:
         self.errors += 1

@@ -39,6 +39,7 @@ import numpy as np
 from ugtsr.errors import UGTSRError, require
 
 from .backends import BACKENDS
+from .console import Console
 from .files import (
     InputSet,
     collect_inputs,
@@ -190,26 +191,12 @@ def _quiet_opencv_log() -> Iterator[None]:
         logging_api.setLogLevel(previous)
 
 
-class _Reporter:
+class _Reporter(Console):
     """Prints one-line messages without breaking tqdm bars, and counts outcomes."""
 
     def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
+        super().__init__(quiet)
         self.processed = self.skipped = self.failed = 0
-        try:
-            from tqdm import tqdm
-        except ImportError:  # tqdm is in the runtime extra; without it there are no bars
-            tqdm = None
-        self.tqdm = tqdm
-
-    def write(self, msg: str, *, err: bool = True) -> None:
-        stream = sys.stderr if err else sys.stdout
-        line = display(msg)  # a newline in a file name must not split the line
-        if self.tqdm is not None:
-            self.tqdm.write(line, file=stream)
-        else:
-            print(line, file=stream)
-        stream.flush()
 
     def fail(self, msg: str) -> None:
         self.failed += 1
