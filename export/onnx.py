@@ -58,6 +58,7 @@ class ExportOptions:
     verify: bool = True
     pad_input: bool = True  # pad to multiple_of inside the graph (False: the pre-issue-10 graph)
     optimize: bool = True  # onnxscript's optimizer (constant folding, dead code) after translation
+    fast_trace: bool = True  # export.fast_trace (one trace, no redundant passes); False: plain torch.onnx.export
     example_batch: int = 2  # torch.export specialises dims whose example size is 0 or 1
     example_blocks: int = 4  # example H = W = example_blocks * multiple_of
     max_side: int = 8192
@@ -172,6 +173,7 @@ class _Stages:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
         self.cpu_seconds: dict[str, float] = {}
+        self.trace_info: dict[str, Any] = {}  # which trace route ran (export.fast_trace) and what it skipped
 
     @contextlib.contextmanager
     def __call__(self, key: str, message: str | None) -> Iterator[None]:
@@ -221,15 +223,29 @@ def export_model(model, options: ExportOptions | None = None, *, stages: _Stages
         warnings.simplefilter("ignore")
         for noisy in ("torch.onnx", "onnxscript", "onnx_ir"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
-        try:
-            program = torch.onnx.export(
-                wrapper, (example,), dynamo=True, dynamic_shapes=dyn, opset_version=options.opset,
-                input_names=["lq"], output_names=names, external_data=False, optimize=False,
-                verbose=False, report=False,
-            )
-        except Exception as exc:  # the exporter raises many types; wrap them with the cause
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise ExportError(f"torch.onnx.export failed for '{model.config.name}': {first}") from exc
+        program = None
+        if options.fast_trace:
+            from .fast_trace import fast_onnx_program
+            try:
+                program = fast_onnx_program(wrapper, (example,), dynamic_shapes=dyn, opset=options.opset,
+                                            input_names=["lq"], output_names=names, stats=stages.trace_info)
+                stages.trace_info["route"] = "fast"
+            except Exception as exc:  # any failure: the plain exporter (same graph, slower) decides
+                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                log.info("fast trace not applicable (%s); using torch.onnx.export", first)
+                stages.trace_info.clear()
+                stages.trace_info["fast_route_failed"] = first
+        if program is None:
+            stages.trace_info["route"] = "plain"
+            try:
+                program = torch.onnx.export(
+                    wrapper, (example,), dynamo=True, dynamic_shapes=dyn, opset_version=options.opset,
+                    input_names=["lq"], output_names=names, external_data=False, optimize=False,
+                    verbose=False, report=False,
+                )
+            except Exception as exc:  # the exporter raises many types; wrap them with the cause
+                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+                raise ExportError(f"torch.onnx.export failed for '{model.config.name}': {first}") from exc
     if options.optimize:
         with warnings.catch_warnings(), stages("optimize", "optimising the graph (onnxscript: constant folding, "
                                                "dead code)"):
@@ -338,7 +354,7 @@ def onnx_from_checkpoint(checkpoint: str | Path, out: str | Path | None = None, 
     meta = {p.key: p.value for p in proto.metadata_props}
     report.update(model_file=str(out_path), model_bytes=len(data), outputs=list(outputs),
                   metadata={k: v for k, v in meta.items() if k != "config"}, timings_s=dict(stages.seconds),
-                  cpu_s=dict(stages.cpu_seconds))
+                  cpu_s=dict(stages.cpu_seconds), trace=dict(stages.trace_info))
     with stages("write", f"writing {out_path}"):
         report["timings_s"]["total"] = round(time.perf_counter() - t0, 2)
         report["cpu_s"]["total"] = round(time.process_time() - c0, 2)

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ops import softmax_fp32
-from .swin import window_merge, window_partition
 
 __all__ = ["ChannelLayerNorm", "MDTA", "GDFN", "RestormerBlock", "AlignAttention", "windowed_cross_attention"]
 
@@ -115,15 +114,19 @@ def windowed_cross_attention(
     b, c, h, w = q.shape
     hd = c // heads
 
-    def split(t: torch.Tensor) -> torch.Tensor:
-        t = window_partition(t.permute(0, 2, 3, 1), window)  # (B*nW, N, C)
-        return t.reshape(t.shape[0], t.shape[1], heads, hd).transpose(1, 2)  # (B*nW, heads, N, hd)
+    nh, nw, n = h // window, w // window, window * window
+
+    # Explicit sizes and contiguous views (not reshape(-1) of permuted views): the same values, and
+    # torch.export's symbolic-shape reasoning stays cheap (issue 13, see swin.window_partition).
+    def split(t: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B*nW, heads, N, hd)
+        t = t.reshape(b, heads, hd, nh, window, nw, window).permute(0, 3, 5, 1, 4, 6, 2)
+        return t.contiguous().view(b * nh * nw, heads, n, hd)
 
     qw, kw, vw = split(q), split(k), split(v)
     attn = (qw * hd**-0.5) @ kw.transpose(-2, -1)
     out = softmax_fp32(attn) @ vw  # (B*nW, heads, N, hd)
-    out = out.transpose(1, 2).reshape(out.shape[0], window * window, c)
-    return window_merge(out, window, b, h, w).permute(0, 3, 1, 2)
+    out = out.view(b, nh, nw, heads, window, window, hd).permute(0, 3, 6, 1, 4, 2, 5)
+    return out.contiguous().view(b, c, h, w)
 
 
 class AlignAttention(nn.Module):

@@ -36,17 +36,24 @@ def relative_position_index(window: int) -> torch.Tensor:
 
 
 def window_partition(x: torch.Tensor, window: int) -> torch.Tensor:
-    """``(B, H, W, C)`` -> ``(B*nW, window*window, C)``, windows in row-major order."""
+    """``(B, H, W, C)`` -> ``(B*nW, window*window, C)``, windows in row-major order.
+
+    Written as ``permute().contiguous().view(explicit sizes)`` rather than ``reshape(-1, ...)`` of a
+    permuted tensor: the values are the same, but torch.export's symbolic-shape reasoning over the
+    strides of a permuted view costs seconds per call with dynamic H/W (issue 13: this alone was
+    most of the export time).
+    """
     b, h, w, c = x.shape
-    x = x.reshape(b, h // window, window, w // window, window, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window * window, c)
+    nh, nw = h // window, w // window
+    x = x.reshape(b, nh, window, nw, window, c)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(b * nh * nw, window * window, c)
 
 
 def window_merge(windows: torch.Tensor, window: int, b: int, h: int, w: int) -> torch.Tensor:
     """Inverse of :func:`window_partition`: ``(B*nW, window*window, C)`` -> ``(B, H, W, C)``."""
     c = windows.shape[-1]
     x = windows.reshape(b, h // window, w // window, window, window, c)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(b, h, w, c)
 
 
 def _region_ids(length: int, window: int, shift: int, device: torch.device) -> torch.Tensor:
@@ -64,7 +71,7 @@ def shifted_window_mask(h: int, w: int, window: int, shift: int, device: torch.d
     ids = _region_ids(h, window, shift, device)[:, None] * 3 + _region_ids(w, window, shift, device)[None, :]
     ids = window_partition(ids[None, :, :, None].to(torch.float32), window).squeeze(-1)  # (nW, N)
     diff = ids[:, :, None] - ids[:, None, :]
-    return torch.where(diff != 0, torch.full_like(diff, _MASK_VALUE), torch.zeros_like(diff))
+    return torch.where(diff != 0.0, torch.full_like(diff, _MASK_VALUE), torch.zeros_like(diff))
 
 
 class WindowAttention(nn.Module):
@@ -91,10 +98,10 @@ class WindowAttention(nn.Module):
         attn = attn + bias.reshape(n, n, self.heads).permute(2, 0, 1)[None]
         if mask is not None:
             nw = mask.shape[0]
-            attn = attn.reshape(-1, nw, self.heads, n, n) + mask[None, :, None]
-            attn = attn.reshape(-1, self.heads, n, n)
+            attn = attn.view(bw // nw, nw, self.heads, n, n) + mask[None, :, None]
+            attn = attn.view(bw, self.heads, n, n)
         attn = softmax_fp32(attn)
-        out = (attn @ v).transpose(1, 2).reshape(bw, n, c)
+        out = (attn @ v).transpose(1, 2).contiguous().view(bw, n, c)
         return self.proj(out)
 
 
