@@ -21,7 +21,7 @@ from .errors import ConfigError
 __all__ = ["UGTSRConfig", "PRESETS", "get_config", "MATCHING_MODES", "SKIP_FUSION_MODES"]
 
 MATCHING_MODES = ("nearest", "topk", "codeformer")
-_INT_FIELDS = ("scale", "in_channels", "norm_groups", "codebook_size", "codebook_dim", "swin_heads", "swin_window",
+_INT_FIELDS = ("scale", "latent_scale", "in_channels", "norm_groups", "codebook_size", "codebook_dim", "swin_heads", "swin_window",
                "top_k", "fusion_heads", "codeformer_dim", "codeformer_layers", "codeformer_heads", "codeformer_ffn",
                "align_window", "align_heads", "uncertainty_hidden")
 _POSITIVE_FIELDS = ("norm_groups", "codebook_dim", "swin_heads", "fusion_heads", "codeformer_dim",
@@ -40,8 +40,12 @@ class UGTSRConfig:
     name: str = "custom"
     scale: int = 4
     in_channels: int = 3
-    #: widths at latent x1, x2, x4, x8 (FeMaSR's ``channel_query_dict`` for a 256 frame)
-    channels: tuple[int, int, int, int] = (256, 256, 128, 64)
+    #: output pixels per code-map position: 8 (FeMaSR's geometry) or 4 (a finer code map: a higher
+    #: reconstruction ceiling for small codebooks; the decoder then has two x2 stages, not three)
+    latent_scale: int = 8
+    #: widths at latent x1, x2, x4[, x8]: log2(latent_scale) + 1 of them (FeMaSR's
+    #: ``channel_query_dict`` for a 256 frame)
+    channels: tuple[int, ...] = (256, 256, 128, 64)
     norm_groups: int = 32
     norm_eps: float = 1e-6  # FeMaSR's GroupNorm eps (not PyTorch's 1e-5)
     codebook_size: int = 1024
@@ -101,7 +105,10 @@ class UGTSRConfig:
         for name in ("uncertainty_head", "fidelity_gate"):
             if not isinstance(getattr(self, name), bool):
                 bad(f"{name} must be true or false, got {getattr(self, name)!r}")
-        for name, length in (("channels", 4), ("codeformer_grid", 2), ("swin_depths", None)):
+        if self.latent_scale not in (4, 8):
+            bad(f"latent_scale must be 8 (FeMaSR's geometry) or 4, got {self.latent_scale}")
+        n_channels = self.decoder_stages + 1
+        for name, length in (("channels", n_channels), ("codeformer_grid", 2), ("swin_depths", None)):
             v = getattr(self, name)
             if (not isinstance(v, tuple) or (length is not None and len(v) != length)
                     or not all(_is_int(x) and x >= 1 for x in v)):
@@ -119,6 +126,8 @@ class UGTSRConfig:
             bad(f"fusion_ffn_factor {self.fusion_ffn_factor} gives an empty fusion FFN (codebook_dim * factor < 1)")
         if self.scale not in (1, 2, 4):
             bad(f"scale must be 1 (HQ prior), 2 or 4, got {self.scale}")
+        if self.latent_scale < self.scale:
+            bad(f"latent_scale {self.latent_scale} must be >= scale {self.scale}")
         if self.in_channels != 3:
             bad("only RGB input (in_channels=3) is supported")
         for c in self.channels:
@@ -151,7 +160,7 @@ class UGTSRConfig:
         if self.scale == 1 and self.color_fix_sigma:
             bad("the HQ prior (scale 1) has no colour fix (color_fix_sigma must be 0)")
         if self.skip_fusion == "align_attention":
-            for c in self.channels[1:3]:
+            for c in self.channels[1:self.decoder_stages]:
                 if c % self.align_heads:
                     bad(f"skip width {c} not divisible by align_heads={self.align_heads}")
         if self.matching == "codeformer":
@@ -160,14 +169,20 @@ class UGTSRConfig:
 
     # --- derived geometry --------------------------------------------------------------------
     @property
+    def decoder_stages(self) -> int:
+        """x2 stages of the decoder: log2(latent_scale) (3 for FeMaSR's geometry)."""
+        return int(math.log2(self.latent_scale))
+
+    @property
     def encoder_downsamples(self) -> int:
-        """Stride-2 stages of the encoder: log2(8 / scale) (x4: 1, x2: 2, prior: 3)."""
-        return int(math.log2(8 // self.scale))
+        """Stride-2 stages of the encoder: log2(latent_scale / scale) (latent_scale 8: x4 1, x2 2,
+        prior 3; latent_scale 4: x4 0, x2 1, prior 2)."""
+        return int(math.log2(self.latent_scale // self.scale))
 
     @property
     def latent_stride(self) -> int:
-        """Input pixels per code-map position (x4: 2, x2: 4, prior: 8)."""
-        return 8 // self.scale
+        """Input pixels per code-map position (latent_scale 8: x4 2, x2 4, prior 8)."""
+        return self.latent_scale // self.scale
 
     @property
     def multiple_of(self) -> int:
@@ -250,6 +265,12 @@ def _tiny(scale: int) -> UGTSRConfig:
     )
 
 
+def _tiny4(scale: int) -> UGTSRConfig:
+    # tiny_x* with a 1/4 code map (latent_scale 4: two decoder stages) and a 1024-code book: a prior
+    # with a higher reconstruction ceiling (issue 14); the Swin and matching run at 4x the positions.
+    return _tiny(scale).replace(name=f"tiny4_x{scale}", latent_scale=4, channels=(64, 32, 32), codebook_size=1024)
+
+
 #: Named presets. ``femasr_*`` are exactly FeMaSR's generators; ``ugtsr_*`` the paper's model
 #: (top-3 matching, Align-Attention, uncertainty head); ``tiny_*`` the same topology, small.
 PRESETS: dict[str, UGTSRConfig] = {
@@ -260,6 +281,8 @@ PRESETS: dict[str, UGTSRConfig] = {
     "ugtsr_x4": _ugtsr(4),
     "tiny_x2": _tiny(2),
     "tiny_x4": _tiny(4),
+    "tiny4_x2": _tiny4(2),
+    "tiny4_x4": _tiny4(4),
 }
 
 

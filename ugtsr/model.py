@@ -95,18 +95,22 @@ class Encoder(nn.Module):
         super().__init__()
         ch, g, eps = config.channels, config.norm_groups, config.norm_eps
         n_down = config.encoder_downsamples
-        self.stem = nn.Conv2d(config.in_channels, ch[n_down], 4, padding=1)  # H -> H-1 (FeMaSR's in_conv)
+        if n_down:
+            self.stem = nn.Conv2d(config.in_channels, ch[n_down], 4, padding=1)  # H -> H-1 (FeMaSR's in_conv)
+        else:  # latent_scale == scale (x4 with a 1/4 code map): no stride-2 stage to undo the H-1
+            self.stem = nn.Conv2d(config.in_channels, ch[0], 3, padding=1)
         self.down = nn.ModuleList(DownStage(ch[lvl], ch[lvl - 1], groups=g, eps=eps) for lvl in range(n_down, 0, -1))
         self.swin: SwinStack | None = None
         self.up = nn.ModuleList()
         if not config.is_prior:
             self.swin = SwinStack(ch[0], depths=config.swin_depths, heads=config.swin_heads,
                                   window=config.swin_window, mlp_ratio=config.swin_mlp_ratio)
-            self.up = nn.ModuleList([UpStage(ch[0], ch[1], groups=g, eps=eps),
-                                     UpStage(ch[1], ch[2], groups=g, eps=eps)])
+            # skips for every decoder stage but the first: latent x2, x4 (latent_scale 8) or x2 (4)
+            self.up = nn.ModuleList(UpStage(ch[i], ch[i + 1], groups=g, eps=eps)
+                                    for i in range(config.decoder_stages - 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Returns the latent feature ``(B, ch0, h, w)`` and the skips at ``x2``, ``x4`` (SR only)."""
+        """Returns the latent feature ``(B, ch0, h, w)`` and the skips at ``x2``[, ``x4``] (SR only)."""
         x = self.stem(x)
         for stage in self.down:
             x = stage(x)
@@ -122,16 +126,18 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """quant_out, three x2 stages with optional skip fusion, out_conv."""
+    """Three (latent_scale 8) or two (4) x2 stages with optional skip fusion, then out_conv."""
 
     def __init__(self, config: UGTSRConfig) -> None:
         super().__init__()
         ch, g, eps = config.channels, config.norm_groups, config.norm_eps
-        self.stages = nn.ModuleList(UpStage(ch[i], ch[i + 1], groups=g, eps=eps) for i in range(3))
-        self.out_conv = nn.Conv2d(ch[3], 3, 3, padding=1)
+        self.stages = nn.ModuleList(UpStage(ch[i], ch[i + 1], groups=g, eps=eps)
+                                    for i in range(config.decoder_stages))
+        self.out_conv = nn.Conv2d(ch[-1], 3, 3, padding=1)
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor], fusion: nn.ModuleList | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x``: after quant_out ``(B, ch0, h, w)``. Returns ``(sr, last feature (B, ch3, 8h, 8w))``."""
+        """``x``: after quant_out ``(B, ch0, h, w)``. Returns ``(sr, last feature (B, ch[-1], Lh, Lw))``
+        with ``L = latent_scale``."""
         for i, stage in enumerate(self.stages):
             if i > 0 and skips:
                 skip = skips[i - 1]
@@ -181,9 +187,10 @@ class UGTSRNet(nn.Module):
         self.skip_fusion: nn.ModuleList | None = None
         if config.skip_fusion == "align_attention":
             self.skip_fusion = nn.ModuleList(
-                AlignAttention(c, heads=config.align_heads, window=config.align_window) for c in ch[1:3]
+                AlignAttention(c, heads=config.align_heads, window=config.align_window)
+                for c in ch[1:config.decoder_stages]
             )
-        self.uncertainty_head = UncertaintyHead(ch[3], config.uncertainty_hidden) if config.uncertainty_head else None
+        self.uncertainty_head = UncertaintyHead(ch[-1], config.uncertainty_hidden) if config.uncertainty_head else None
         self.color_fix = ColorFix(config.scale, config.color_fix_sigma) if config.color_fix_sigma > 0 else None
         self.fidelity_gate = FidelityGate(config.scale) if config.fidelity_gate else None
 
@@ -214,7 +221,8 @@ class UGTSRNet(nn.Module):
         return sr, unc
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        """Index map ``(B, h, w)`` -> image ``(B, 3, 8h, 8w)`` through the prior decoder (no skips)."""
+        """Index map ``(B, h, w)`` -> image ``(B, 3, Lh, Lw)`` (``L = latent_scale``) through the prior
+        decoder (no skips)."""
         sr, _ = self.decoder(self.quant_out(self.codebook.codes(indices)), [], None)
         return sr
 

@@ -61,3 +61,34 @@ def test_even_align_windows_run_at_any_size(align_window):
 def test_presets_are_valid_and_round_trip():
     for name, cfg in PRESETS.items():
         assert UGTSRConfig.from_dict(cfg.to_dict()) == cfg, name
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_latent_scale_4_geometry(scale):
+    """A 1/4 code map (issue 14): two decoder stages, codes at output / 4, any input size."""
+    cfg = UGTSRConfig(name="t4", scale=scale, latent_scale=4, **{**_SMALL, "channels": (32, 16, 16)},
+                      **({} if scale == 1 else dict(matching="topk", skip_fusion="align_attention",
+                                                    uncertainty_head=True)))
+    assert cfg.decoder_stages == 2 and cfg.latent_stride == 4 // scale
+    model = build_model(cfg).eval()
+    assert len(model.decoder.stages) == 2
+    h, w = 37, 50
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, h, w))
+        assert out.sr.shape == (2, 3, h * scale, w * scale)
+        m = cfg.multiple_of
+        assert out.indices.shape == (2, -(-h // m) * m // cfg.latent_stride, -(-w // m) * m // cfg.latent_stride)
+        if scale > 1:
+            assert out.uncertainty.shape == out.sr.shape and len(model.skip_fusion) == 1
+        assert model.decode_indices(out.indices[:, :4, :4]).shape == (2, 3, 16, 16)
+    assert get_config(cfg.to_dict()) == cfg and cfg.prior_config().latent_scale == 4
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(latent_scale=6), "latent_scale"),
+    (dict(latent_scale=4), "channels"),  # four widths given, three needed
+    (dict(latent_scale=2, scale=4), "latent_scale"),
+])
+def test_bad_latent_scale_is_a_config_error(change, field):
+    with pytest.raises(ConfigError, match=field):
+        UGTSRConfig(**{**_SMALL, **change})
