@@ -5,7 +5,8 @@
 # 64k}, K in {1024, 4096}, d = 512 (FLOP/s and bytes/s as shares of the peaks), and tiny_x4 /
 # ugtsr_x4 end to end in PyTorch CUDA FP32 / FP16 / FP16 CUDA graph at 256^2 and 512^2 LR with peak
 # memory -> $OUT/efficiency/fused_topk.json (commit it as benchmarks/results/efficiency_gpu_<gpu>.json).
-# Then, only with TRAIN=1: train the default model's three stages on the shipped photos and run the
+# Then, with TRAIN=v2: issue 14's protocol (scripts/gpu_train_v2.sh: prior, stage I/II x4 and x2, Table V
+# variants); with TRAIN=1 (the shipped model's recipe): train the default model's three stages on the shipped photos and run the
 # matching benchmark on CUDA. Every step is bounded in time and its failure does not stop the rest.
 # Usage (device tool): bash scripts/gpu_session.sh   [TRAIN=1 ...]   (results land in $OUT)
 # Training times are minutes per stage: PRIOR_MIN, S1_MIN, S2_MIN.
@@ -18,6 +19,7 @@ t0=$(date +%s)
 OUT="$OUT/efficiency" timeout 240 $PY scripts/gpu_kernels.py >> "$OUT/efficiency.log" 2>&1
 echo "gpu_kernels rc=$? seconds=$(( $(date +%s) - t0 ))" >> "$OUT/efficiency.log"
 tail -n 40 "$OUT/efficiency.log"
+if [ "${TRAIN:-0}" = "v2" ]; then bash scripts/gpu_train_v2.sh; exit $?; fi  # issue 14's protocol
 if [ "${TRAIN:-0}" != "1" ]; then exit 0; fi
 DEV="${DEV:-cuda}"; WORKERS="${WORKERS:-12}"; BS="${BS:-16}"; PS="${PS:-128}"
 PRIOR_MIN="${PRIOR_MIN:-1.8}"; S1_MIN="${S1_MIN:-0.8}"; S2_MIN="${S2_MIN:-1.2}"

@@ -399,3 +399,24 @@ def test_fidelity_gate_option_trains_the_gate_at_ten_times_the_rate(photos, chai
     assert lrs == [2e-4, 2e-4 * GATE_LR_FACTOR]
     gate_ids = {id(p) for p in trainer.model.fidelity_gate.parameters()}
     assert {id(p) for p in trainer.opt_g.param_groups[1]["params"]} == gate_ids
+
+
+def test_ablation_options_change_the_model_and_the_loss(photos, chain, tmp_path, capsys):
+    """Table V variants (issue 14): --matching / --skip-fusion override the preset, --pixel-loss l1
+    replaces UDL; the logged terms and the saved config say which ran."""
+    out = tmp_path / "baseline"
+    assert _run(*_sr_args(photos, chain, out, 2, "--matching", "nearest", "--skip-fusion", "add",
+                          "--pixel-loss", "l1")) == 0
+    cfg = load_checkpoint(out / "final.pt").config
+    assert (cfg.matching, cfg.skip_fusion) == ("nearest", "add")
+    model = load_model(out / "final.pt")
+    assert model.skip_fusion is None and not hasattr(model.matcher, "fusion")
+    row = _log(out)[-1]
+    assert row["l1"] and not row["udl"]
+    out = tmp_path / "udl"
+    assert _run(*_sr_args(photos, chain, out, 2, "--matching", "nearest")) == 0
+    row = _log(out)[-1]
+    assert row["udl"] and not row["l1"] and load_checkpoint(out / "final.pt").config.skip_fusion == "align_attention"
+    assert _run("--stage", "uncertainty", "--data", photos, "--out", tmp_path / "u", "--iters", "1",
+                "--init", chain["prior"] / "final.pt", "--pixel-loss", "l1") == 2
+    assert "--pixel-loss" in _error_line(capsys)

@@ -41,6 +41,10 @@ class TrainOptions:
     color_fix: float | None = None
     #: add the FidelityGate (ugtsr.postfilters) to the SR stages' model
     fidelity_gate: bool = False
+    #: ablations (Table V): override the preset's matching / skip fusion; stage II's pixel loss
+    matching: str | None = None
+    skip_fusion: str | None = None
+    pixel_loss: str = "udl"
     iters: int = 200_000
     batch_size: int = 8
     patch_size: int = 256
@@ -98,10 +102,20 @@ class TrainOptions:
             bad(f"--preset {self.preset} is an HQ prior; --stage {self.stage} needs an SR preset (e.g. tiny_x4)")
         if (self.color_fix is not None or self.fidelity_gate) and self.stage == "prior":
             bad("--color-fix and --fidelity-gate apply to the SR stages (uncertainty, sr), not to the prior")
+        if (self.matching is not None or self.skip_fusion is not None) and self.stage == "prior":
+            bad("--matching and --skip-fusion apply to the SR stages (uncertainty, sr), not to the prior")
+        if self.matching not in (None, "nearest", "topk"):
+            bad(f"--matching must be nearest or topk, got {self.matching!r}")
+        if self.skip_fusion not in (None, "add", "align_attention"):
+            bad(f"--skip-fusion must be add or align_attention, got {self.skip_fusion!r}")
+        if self.pixel_loss not in ("udl", "l1"):
+            bad(f"--pixel-loss must be udl or l1, got {self.pixel_loss!r}")
+        if self.pixel_loss != "udl" and self.stage != "sr":
+            bad("--pixel-loss applies to --stage sr only")
         try:  # the config validates the values (one place for their bounds)
             self.model_preset()
         except ConfigError as exc:
-            bad(f"--color-fix / --fidelity-gate: {exc}")
+            bad(f"--color-fix / --fidelity-gate / --matching / --skip-fusion: {exc}")
         for name in ("iters", "batch_size", "patch_size", "save_every", "log_every", "d_features"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -132,8 +146,13 @@ class TrainOptions:
         self._check_patch(bad)
 
     def model_preset(self) -> UGTSRConfig:
-        """The preset with this run's model options applied (``--color-fix``, ``--fidelity-gate``)."""
+        """The preset with this run's model options applied (``--color-fix``, ``--fidelity-gate``,
+        ``--matching``, ``--skip-fusion``)."""
         changes: dict[str, Any] = {}
+        if self.matching is not None:
+            changes["matching"] = self.matching
+        if self.skip_fusion is not None:
+            changes["skip_fusion"] = self.skip_fusion
         if self.color_fix is not None:
             changes["color_fix_sigma"] = float(self.color_fix)
         if self.fidelity_gate:
@@ -203,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fidelity-gate", action="store_true",
                    help="add a learned per-pixel blend of the output with bicubic(LR) (ugtsr.postfilters.FidelityGate; "
                         "not in the paper)")
+    g.add_argument("--matching", choices=("nearest", "topk"), default=None,
+                   help="override the preset's code matching (ablations, Table V)")
+    g.add_argument("--skip-fusion", choices=("add", "align_attention"), default=None,
+                   help="override the preset's skip fusion: FeMaSR's add or Align-Attention (ablations, Table V)")
     g.add_argument("--data", required=True, help="folder of HR images (or with lq/ and gt/ sub-folders of pairs)")
     g.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, settings.json, TensorBoard)")
     g.add_argument("--val", default=None, help="validation folder: HR images (degraded with a fixed seed) or lq/ + gt/")
@@ -219,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gan-weight", type=float, default=d["gan_weight"].default,
                    help="λ_adv (default %(default)s); 0 trains without a discriminator")
     g.add_argument("--codebook-weight", type=float, default=d["codebook_weight"].default)
+    g.add_argument("--pixel-loss", choices=("udl", "l1"), default="udl",
+                   help="stage II pixel loss: UDL (eq. 3, default) or plain L1 (the ablation baseline)")
     g.add_argument("--udl-no-plus-one", dest="udl_plus_one", action="store_false",
                    help="UDL weights s - min(s) exactly as the paper writes (default: +1, as UDL's code)")
     g.add_argument("--vgg-weights", default=None, help="torchvision's vgg19-dcbb9e9d.pth (never downloaded)")

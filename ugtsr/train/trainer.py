@@ -225,8 +225,12 @@ class Trainer:
             terms["codebook"] = codebook_loss(out.z, t["z_gt"])
             total = o.pixel_weight * terms["l1"] + terms["esu"] + o.codebook_weight * terms["codebook"]
         else:
-            terms["udl"] = udl_loss(out.sr, gt, t["s"], plus_one=o.udl_plus_one)
-            total = o.pixel_weight * terms["udl"]
+            if o.pixel_loss == "l1":  # the ablation baseline: no uncertainty weighting
+                terms["l1"] = l1_loss(out.sr, gt)
+                total = o.pixel_weight * terms["l1"]
+            else:
+                terms["udl"] = udl_loss(out.sr, gt, t["s"], plus_one=o.udl_plus_one)
+                total = o.pixel_weight * terms["udl"]
             if "z_gt" in t:  # absent with --no-prior: no GT codes, no codebook loss
                 terms["codebook"] = codebook_loss(out.z, t["z_gt"])
                 total = total + o.codebook_weight * terms["codebook"]
