@@ -20,7 +20,7 @@ weighs by its size); the per-image numbers and their unweighted mean are written
 
 Geometry: the HR is mod-cropped (bottom/right) to a multiple of ``lcm(prior multiple_of, scale *
 model multiple_of ...)`` so that the LR needs no padding and its latent grid (LR / latent_stride)
-is exactly the HR latent grid (HR / 8). Each image's random generator is seeded from ``(--seed,
+is exactly the HR latent grid (HR / latent_scale, 8 for FeMaSR's geometry). Each image's random generator is seeded from ``(--seed,
 relative path)`` like ``python -m ugtsr.degrade``, and the LR is rounded to 8-bit levels, so the LR
 equals the PNG that command writes. The distances and top-k come from :mod:`ugtsr.codebook`.
 
@@ -158,6 +158,10 @@ def _evaluate(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict
         raise ConfigError(f"the models have scales {sorted({c.scale for _, _, c, _ in models})}; "
                           f"--scale {args.scale} must match every --model")
     args.scale = scale
+    bad_grid = [name for name, _, cfg, _ in models if cfg.latent_scale != prior_cfg.latent_scale]
+    if bad_grid:
+        raise ConfigError(f"{', '.join(bad_grid)}: code map at 1/{models[0][2].latent_scale} of the output, the prior's "
+                          f"at 1/{prior_cfg.latent_scale}: the codes do not correspond position by position")
     if max(args.ks) > prior_cfg.codebook_size or min(args.ks) < 1:
         raise ConfigError(f"--ks must lie in [1, {prior_cfg.codebook_size}]")
     mult = crop_multiple(prior_cfg.multiple_of, scale, [cfg.multiple_of for _, _, cfg, _ in models])
@@ -235,7 +239,7 @@ def _evaluate(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict
                        "per_image_mean": {k: C.finite_or_none(v) for k, v in macro.items()}})
     geometry = {"hr_multiple": mult, "scale": scale, "prior_multiple_of": prior_cfg.multiple_of,
                 "model_multiple_of": {i["model"]: cfg.multiple_of for i, (_, _, cfg, _) in zip(model_info, models)},
-                "latent_stride_hr": 8, "images": len(files), "evaluated": len(files) - len(skipped),
+                "latent_stride_hr": prior_cfg.latent_stride, "images": len(files), "evaluated": len(files) - len(skipped),
                 "skipped": skipped}
     for info, total in zip(model_info, totals):
         info.update(total)

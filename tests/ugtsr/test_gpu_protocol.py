@@ -40,3 +40,10 @@ def test_v2_protocol_smoke(tmp_path):
     assert (base.matching, base.skip_fusion) == ("nearest", "add")
     assert (full.matching, full.skip_fusion, full.latent_scale) == ("topk", "align_attention", 4)
     assert ugtsr.load_checkpoint(tmp_path / "out" / "v2" / "s2_x2.pt").config.scale == 2
+    # the CPU evaluation of the run: Table V from the protocol's checkpoints
+    table = subprocess.run([sys.executable, str(ROOT / "scripts" / "table_v.py"), str(tmp_path / "out" / "v2"),
+                            "--data", str(tmp_path / "photos" / "val"), "--draws", "1", "--threads", "1",
+                            "--out-dir", str(tmp_path / "results")], capture_output=True, text=True, timeout=600)
+    assert table.returncode == 0, table.stdout + table.stderr
+    md = (tmp_path / "results" / "table_v_realesrgan_x4.md").read_text()
+    assert md.count("\n| ") == 8 and "all three" in md and "benchmarks.accuracy" in md  # header, rule, bicubic, 5 variants
