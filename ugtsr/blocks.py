@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ResBlock", "DownStage", "UpStage", "upsample2x"]
+__all__ = ["ResBlock", "PlainResBlock", "DownStage", "UpStage", "upsample2x"]
 
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:
@@ -61,6 +61,26 @@ class ResBlock(nn.Module):
         return x + h
 
 
+class PlainResBlock(nn.Module):
+    """Norm-free post-activation residual block (EDSR-style): ``x + conv2(lrelu(conv1(x)))``.
+
+    Not FeMaSR's: an option for the output-resolution decoder stages (``UGTSRConfig.plain_stages``).
+    Without a GroupNorm between the convolutions, ONNX Runtime fuses the LeakyReLU into the first
+    convolution and the residual add into the second, keeps the blocked (NCHWc) layout throughout,
+    and needs fewer full-resolution tensors alive at once (issue 13).
+    """
+
+    slope = 0.2
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(x), self.slope))
+
+
 class DownStage(nn.Module):
     """Conv3x3 stride 2 (``c_in -> c_out``), then ``blocks`` residual blocks."""
 
@@ -79,10 +99,11 @@ class UpStage(nn.Module):
     Used for the LQ encoder's up stages and for the decoder (FeMaSR's ``DecoderBlock``).
     """
 
-    def __init__(self, c_in: int, c_out: int, *, blocks: int = 2, groups: int, eps: float) -> None:
+    def __init__(self, c_in: int, c_out: int, *, blocks: int = 2, groups: int, eps: float, plain: bool = False) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.res = nn.Sequential(*[ResBlock(c_out, groups=groups, eps=eps) for _ in range(blocks)])
+        self.res = nn.Sequential(*[PlainResBlock(c_out) if plain else ResBlock(c_out, groups=groups, eps=eps)
+                                   for _ in range(blocks)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.res(self.conv(upsample2x(x)))

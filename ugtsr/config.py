@@ -21,7 +21,7 @@ from .errors import ConfigError
 __all__ = ["UGTSRConfig", "PRESETS", "get_config", "MATCHING_MODES", "SKIP_FUSION_MODES"]
 
 MATCHING_MODES = ("nearest", "topk", "codeformer")
-_INT_FIELDS = ("scale", "latent_scale", "in_channels", "norm_groups", "codebook_size", "codebook_dim", "swin_heads", "swin_window",
+_INT_FIELDS = ("scale", "latent_scale", "plain_stages", "in_channels", "norm_groups", "codebook_size", "codebook_dim", "swin_heads", "swin_window",
                "top_k", "fusion_heads", "codeformer_dim", "codeformer_layers", "codeformer_heads", "codeformer_ffn",
                "align_window", "align_heads", "uncertainty_hidden")
 _POSITIVE_FIELDS = ("norm_groups", "codebook_dim", "swin_heads", "fusion_heads", "codeformer_dim",
@@ -46,6 +46,9 @@ class UGTSRConfig:
     #: widths at latent x1, x2, x4[, x8]: log2(latent_scale) + 1 of them (FeMaSR's
     #: ``channel_query_dict`` for a 256 frame)
     channels: tuple[int, ...] = (256, 256, 128, 64)
+    #: the last ``plain_stages`` decoder stages use norm-free LeakyReLU residual blocks
+    #: (``ugtsr.blocks.PlainResBlock``; not FeMaSR's) and so does the uncertainty head: cheaper on CPUs
+    plain_stages: int = 0
     norm_groups: int = 32
     norm_eps: float = 1e-6  # FeMaSR's GroupNorm eps (not PyTorch's 1e-5)
     codebook_size: int = 1024
@@ -108,6 +111,8 @@ class UGTSRConfig:
         if self.latent_scale not in (4, 8):
             bad(f"latent_scale must be 8 (FeMaSR's geometry) or 4, got {self.latent_scale}")
         n_channels = self.decoder_stages + 1
+        if not 0 <= self.plain_stages <= self.decoder_stages:
+            bad(f"plain_stages must be in [0, {self.decoder_stages}], got {self.plain_stages}")
         for name, length in (("channels", n_channels), ("codeformer_grid", 2), ("swin_depths", None)):
             v = getattr(self, name)
             if (not isinstance(v, tuple) or (length is not None and len(v) != length)

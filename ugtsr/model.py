@@ -131,8 +131,9 @@ class Decoder(nn.Module):
     def __init__(self, config: UGTSRConfig) -> None:
         super().__init__()
         ch, g, eps = config.channels, config.norm_groups, config.norm_eps
-        self.stages = nn.ModuleList(UpStage(ch[i], ch[i + 1], groups=g, eps=eps)
-                                    for i in range(config.decoder_stages))
+        n = config.decoder_stages
+        self.stages = nn.ModuleList(UpStage(ch[i], ch[i + 1], groups=g, eps=eps, plain=i >= n - config.plain_stages)
+                                    for i in range(n))
         self.out_conv = nn.Conv2d(ch[-1], 3, 3, padding=1)
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor], fusion: nn.ModuleList | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,15 +160,17 @@ class UncertaintyHead(nn.Module):
     bound = 10.0
 
 
-    def __init__(self, channels: int, hidden: int) -> None:
+    def __init__(self, channels: int, hidden: int, *, plain: bool = False) -> None:
         super().__init__()
+        # plain (UGTSRConfig.plain_stages > 0): LeakyReLU(0.2), which ONNX Runtime fuses into the convs
+        self.act = (lambda x: F.leaky_relu(x, 0.2)) if plain else F.silu
         self.conv1 = nn.Conv2d(channels, hidden, 3, padding=1)
         self.conv2 = nn.Conv2d(hidden, hidden, 3, padding=1)
         self.conv3 = nn.Conv2d(hidden, 3, 3, padding=1)
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        x = F.silu(self.conv1(feat))
-        x = F.silu(self.conv2(x))
+        x = self.act(self.conv1(feat))
+        x = self.act(self.conv2(x))
         return self.bound * torch.tanh(self.conv3(x) / self.bound)
 
 
@@ -190,7 +193,8 @@ class UGTSRNet(nn.Module):
                 AlignAttention(c, heads=config.align_heads, window=config.align_window)
                 for c in ch[1:config.decoder_stages]
             )
-        self.uncertainty_head = UncertaintyHead(ch[-1], config.uncertainty_hidden) if config.uncertainty_head else None
+        self.uncertainty_head = UncertaintyHead(ch[-1], config.uncertainty_hidden,
+                                                                 plain=config.plain_stages > 0) if config.uncertainty_head else None
         self.color_fix = ColorFix(config.scale, config.color_fix_sigma) if config.color_fix_sigma > 0 else None
         self.fidelity_gate = FidelityGate(config.scale) if config.fidelity_gate else None
 

@@ -92,3 +92,17 @@ def test_latent_scale_4_geometry(scale):
 def test_bad_latent_scale_is_a_config_error(change, field):
     with pytest.raises(ConfigError, match=field):
         UGTSRConfig(**{**_SMALL, **change})
+
+
+def test_plain_stages_drop_groupnorm_from_the_last_decoder_stages():
+    from ugtsr.blocks import PlainResBlock
+    cfg = UGTSRConfig(name="p", scale=4, plain_stages=2, uncertainty_head=True, **_SMALL)
+    model = build_model(cfg).eval()
+    kinds = [{type(b) for b in stage.res} for stage in model.decoder.stages]
+    assert kinds[0] != {PlainResBlock} and kinds[1] == kinds[2] == {PlainResBlock}
+    assert not any(isinstance(m, torch.nn.GroupNorm) for s in model.decoder.stages[1:] for m in s.modules())
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 20, 24))
+    assert out.sr.shape == (1, 3, 80, 96) and torch.isfinite(out.uncertainty).all()
+    with pytest.raises(ConfigError, match="plain_stages"):
+        UGTSRConfig(**{**_SMALL, "plain_stages": 4})
