@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 log = logging.getLogger("export.onnx")
+# the passes are swapped on torch.onnx's modules for the duration of one export: one at a time
+_PATCH_LOCK = threading.Lock()
 
 __all__ = ["fast_onnx_program", "FastPathUnavailable"]
 
@@ -184,7 +187,7 @@ def fast_onnx_program(module, args: tuple, *, dynamic_shapes, opset: int, input_
         stats.update(decomposition=run_decomposition, type_promotion=run_promotion)
     decompose = fx_passes.decompose_with_registry if run_decomposition else (lambda program, _registry: program)
     promote = fx_passes.insert_type_promotion_nodes if run_promotion else (lambda _gm: None)
-    with _patched(fx_passes, "decompose_with_registry", decompose), \
+    with _PATCH_LOCK, _patched(fx_passes, "decompose_with_registry", decompose), \
             _patched(fx_passes, "insert_type_promotion_nodes", promote), \
             _patched(registration.ONNXRegistry, "from_torchlib", classmethod(lambda cls, *a, **k: registry)):
         return torch.onnx.export(ep, args, dynamo=True, opset_version=opset, input_names=list(input_names),
