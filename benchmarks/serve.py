@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import threading
@@ -31,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.serve_process import ServeProcess
 from ugtsr.errors import UGTSRError
 
 from ._common import (
@@ -57,44 +56,8 @@ def _serve_python(explicit: str | None) -> str:
                      "/usr/bin/python3.11 -m venv .venv-serve && .venv-serve/bin/pip install -e '.[serve]')")
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-class _Server:
-    def __init__(self, python: str, model: str | None, extra: list[str], log: Path) -> None:
-        self.http, self.grpc, self.metrics = _free_ports(3)
-        cmd = [python, "-m", "runtime.serve", *([model] if model else []), "--http-port", str(self.http),
-               "--grpc-port", str(self.grpc), "--metrics-port", str(self.metrics), *extra]
-        self.log = log
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        with open(log, "wb") as fh:
-            self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise UGTSRError(f"runtime.serve exited with {self.proc.returncode}; see {log}")
-            if b"\nready\n" in b"\n" + log.read_bytes():
-                return
-            time.sleep(0.5)
-        self.stop()
-        raise UGTSRError(f"runtime.serve was not ready after 300 s; see {log}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
+def _server(python: str, model: str | None, extra: list[str], log: Path) -> ServeProcess:
+    return ServeProcess(python, [*([model] if model else []), *extra], log=log, ready_timeout=300)
 
 
 def _window(address: str, image: np.ndarray, clients: int, seconds: float) -> tuple[int, float, list[float]]:
@@ -177,13 +140,13 @@ def _run(args: argparse.Namespace, argv: Any) -> int:
     paths = result_paths(args.out_dir, "serve", args.tag)
     paths["json"].parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    servers: dict[str, _Server] = {}
+    servers: dict[str, ServeProcess] = {}
     logs = {b: paths["json"].with_name(f".serve_{args.tag}_{b}.log") for b, _ in settings}
     try:
         # both servers stay up and the windows alternate between them, so a change in the machine's
         # load hits both settings alike
         for batching, extra in settings:
-            servers[batching] = _Server(python, args.model, extra, logs[batching])
+            servers[batching] = _server(python, args.model, extra, logs[batching])
         from runtime.remote import RemoteUpscaler
 
         address = {b: f"localhost:{srv.grpc}" for b, srv in servers.items()}

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from runtime import RemoteUpscaler, Upscaler, default_model_path, read_image
+from runtime.serve_process import ServeProcess, free_ports
 from ugtsr.errors import UGTSRError, UnsupportedInputError
 
 from .conftest import random_image
@@ -43,18 +44,6 @@ needs_server = pytest.mark.skipif(
     not SERVE_PYTHON,
     reason="UGTSR_SERVE_PYTHON is not set to the serve venv's python (built by .ci/run: "
            "/usr/bin/python3.11 -m venv .venv-serve && .venv-serve/bin/pip install -e '.[serve]')")
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _port_free(port: int, *, wait: float = 10.0) -> bool:
@@ -88,53 +77,25 @@ def _group_pids(pgid: int) -> list[int]:
     return out
 
 
-class Server:
-    """``python -m runtime.serve`` in its own session (process group), on free ports."""
+class Server(ServeProcess):
+    """``python -m runtime.serve`` in its own session (process group), on free ports
+    (``runtime.serve_process``), with the tests' tile and pixel limits."""
+
+    _count = 0
 
     def __init__(self, tmp: Path, *extra: str) -> None:
-        self.http, self.grpc, self.metrics = _free_ports(3)
-        self.log = tmp / f"serve-{self.http}.log"
-        cmd = [SERVE_PYTHON, "-m", "runtime.serve", "--http-port", str(self.http), "--grpc-port", str(self.grpc),
-               "--metrics-port", str(self.metrics), "--tile", str(TILE), "--max-pixels", str(MAX_PIXELS), *extra]
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True)
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"runtime.serve exited with {self.proc.returncode}:\n{self.tail()}")
-            if b"\nready\n" in b"\n" + self.log.read_bytes():
-                return
-            time.sleep(0.5)
-        self.kill()
-        raise RuntimeError(f"runtime.serve not ready after 240 s:\n{self.tail()}")
-
-    def tail(self, n: int = 4000) -> str:
-        return self.log.read_bytes()[-n:].decode("utf-8", "replace")
-
-    @property
-    def ports(self) -> tuple[int, int, int]:
-        return self.http, self.grpc, self.metrics
-
-    def address(self, protocol: str) -> str:
-        return f"localhost:{self.grpc if protocol == 'grpc' else self.http}"
+        Server._count += 1
+        super().__init__(SERVE_PYTHON, ["--tile", str(TILE), "--max-pixels", str(MAX_PIXELS), *extra],
+                         log=tmp / f"serve-{os.getpid()}-{Server._count}.log", ready_timeout=240)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> list[int]:
-        """Send ``sig`` to the server process only; return the group's processes still alive after it exits."""
+        """Send ``sig`` to the server process only; return the group's processes still alive after it
+        exits (a server that does not exit in ``timeout`` fails the test: TimeoutExpired)."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             self.proc.wait(timeout=timeout)
         time.sleep(0.5)
         return _group_pids(self.proc.pid)
-
-    def kill(self) -> None:
-        """SIGKILL the whole group: the machine serving the model goes away."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +227,7 @@ def test_remote_upscaler_errors_are_one_line(server):
         with pytest.raises(UnsupportedInputError, match="pixel type float32"):
             remote.upscale(np.zeros((8, 8, 3), np.float32))
     with pytest.raises(UGTSRError, match="cannot reach the Triton server"):
-        RemoteUpscaler(f"localhost:{_free_ports(1)[0]}")
+        RemoteUpscaler(f"localhost:{free_ports(1)[0]}")
 
 
 def _remove_orphaned_shared_memory(pid: int, before: set[Path]) -> None:
@@ -399,7 +360,7 @@ def test_upscaler_server_argument_returns_a_client_and_refuses_local_options(cap
 
     with pytest.raises(UnsupportedInputError, match="takes no model or options"):
         Upscaler(server="localhost:8001", tile=64)
-    port = _free_ports(1)[0]
+    port = free_ports(1)[0]
     for protocol in ("grpc", "http"):
         with pytest.raises(UGTSRError, match=f"localhost:{port}: cannot reach the Triton server over {protocol}"):
             Upscaler(server=f"localhost:{port}", protocol=protocol)
