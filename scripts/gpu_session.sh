@@ -9,6 +9,8 @@
 # variants); with TRAIN=1 (the shipped model's recipe): train the default model's three stages on the shipped photos and run the
 # matching benchmark on CUDA. Every step is bounded in time and its failure does not stop the rest.
 # Usage (device tool): bash scripts/gpu_session.sh   [TRAIN=1 ...]   (results land in $OUT)
+# TRAIN=v2 needs the prepared photos: run `python scripts/prepare_photos.py data/photos` here first and
+# pass carry=["data/photos"] (38 MB); the GPU machine has no network for apt-get.
 # Training times are minutes per stage: PRIOR_MIN, S1_MIN, S2_MIN.
 set -u
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
