@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ugtsr.errors import ExportError, UGTSRError, require
+from ugtsr.errors import ExportError, UGTSRError, first_line, require
 from ugtsr.fileio import atomic_open, atomic_write_bytes
 
 __all__ = ["ExportOptions", "ExportResult", "export_model", "onnx_from_checkpoint", "main",
@@ -231,7 +231,7 @@ def export_model(model, options: ExportOptions | None = None, *, stages: _Stages
                                             input_names=["lq"], output_names=names, stats=stages.trace_info)
                 stages.trace_info["route"] = "fast"
             except Exception as exc:  # any failure: the plain exporter (same graph, slower) decides
-                first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                first = first_line(exc, 200)
                 log.info("fast trace not applicable (%s); using torch.onnx.export", first)
                 stages.trace_info.clear()
                 stages.trace_info["fast_route_failed"] = first
@@ -244,8 +244,7 @@ def export_model(model, options: ExportOptions | None = None, *, stages: _Stages
                     verbose=False, report=False,
                 )
             except Exception as exc:  # the exporter raises many types; wrap them with the cause
-                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                raise ExportError(f"torch.onnx.export failed for '{model.config.name}': {first}") from exc
+                raise ExportError(f"torch.onnx.export failed for '{model.config.name}': {first_line(exc, 300)}") from exc
     if options.optimize:
         with warnings.catch_warnings(), stages("optimize", "optimising the graph (onnxscript: constant folding, "
                                                "dead code)"):

@@ -24,7 +24,7 @@ from torch import nn
 
 from . import __version__, filekind
 from .config import UGTSRConfig
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, first_line
 from .fileio import atomic_open
 from .model import UGTSRNet
 
@@ -111,11 +111,6 @@ def save_checkpoint(path: str | Path, model: UGTSRNet, *, ema: nn.Module | Mappi
     return atomic_torch_save(payload, path)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:240]
-
-
 def read_torch_file(path: str | Path) -> Any:
     """``torch.load(path, weights_only=True)`` on CPU, with one :class:`CheckpointError` line saying
     what the file is when it is not a readable PyTorch file (an ONNX model, a TensorRT engine, an
@@ -171,7 +166,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         config = UGTSRConfig.from_dict(obj["config"])
     except (KeyError, ConfigError) as exc:
-        raise CheckpointError(f"{path}: invalid model config ({_first_line(exc)})") from None
+        raise CheckpointError(f"{path}: invalid model config ({first_line(exc)})") from None
     state = obj.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: 'state_dict' is missing or not a dict of tensors")

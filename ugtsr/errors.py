@@ -15,6 +15,7 @@ __all__ = [
     "UnsupportedInputError",
     "MissingDependencyError",
     "require",
+    "first_line",
 ]
 
 
@@ -44,6 +45,13 @@ class UnsupportedInputError(UGTSRError, ValueError):
 
 class MissingDependencyError(UGTSRError, ImportError):
     """An optional dependency is not installed; the message names the pip extra that provides it."""
+
+
+def first_line(exc: BaseException, limit: int = 240) -> str:
+    """The first non-empty line of ``str(exc)`` (at most ``limit`` characters), or the exception's
+    type name when it has no message: for one-line error messages that wrap a third-party error."""
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:limit]
 
 
 def require(module: str, *, extra: str, purpose: str | None = None):
