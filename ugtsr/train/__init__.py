@@ -8,8 +8,7 @@ missing before anything imports it.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .._lazy import lazy_attributes
 
 _LAZY = {
     "main": "ugtsr.train.cli",
@@ -24,14 +23,4 @@ _LAZY = {
 __all__ = ["TrainOptions", "Trainer", "TrainResult", "train", "main", "build_parser", "options_from_args"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ugtsr.train' has no attribute '{name}'")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, __all__)
