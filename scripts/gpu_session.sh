@@ -41,18 +41,7 @@ run_stage prior "$PRIOR_MIN" --stage prior
 run_stage s1 "$S1_MIN" --stage uncertainty --init runs/prior/final.pt
 run_stage s2 "$S2_MIN" --stage sr --init runs/s1/final.pt
 # model-only checkpoints (the discriminator/optimizer state is not needed downstream)
-$PY - >> "$LOG" 2>&1 <<'PYEOF'
-import os
-from ugtsr.checkpoint import load_checkpoint, save_checkpoint
-out = os.environ.get("OUT", "./out")
-for name in ("prior", "s1", "s2"):
-    path = f"runs/{name}/final.pt"
-    if os.path.exists(path):
-        ck = load_checkpoint(path)
-        meta = {k: v for k, v in ck.metadata.items() if isinstance(v, (str, int, float, bool, type(None)))}
-        save_checkpoint(f"{out}/{name}.pt", ck.build_model(), **meta)
-        print("slim", name, os.path.getsize(f"{out}/{name}.pt"))
-PYEOF
+$PY scripts/slim_checkpoints.py runs "$OUT" prior s1 s2 >> "$LOG" 2>&1
 tar czf "$OUT/runs_logs.tgz" runs/*/log.csv runs/*/settings.json runs/*/train.log 2>/dev/null
 # Fig. 8 on the GPU (bounded)
 timeout 45 $PY -m benchmarks.matching --device "$DEV" --out-dir "$OUT" >> "$LOG" 2>&1; echo "matching rc=$?" >> "$LOG"

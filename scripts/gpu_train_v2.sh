@@ -49,7 +49,7 @@ stage() {  # name, minutes, workers, extra args... (runs in the foreground; use 
     > "$OUT/$name.log" 2>&1
   echo "step $name rc=$? seconds=$(( $(date +%s) - t0 ))" >> "$LOG"
 }
-W2=$(( WORKERS / 2 )); W4=$(( WORKERS / 6 )); [ "$W4" -lt 1 ] && W4=$WORKERS
+W2=$(( WORKERS / 2 )); W6=$(( WORKERS / 6 )); [ "$W6" -lt 1 ] && W6=$WORKERS  # 2 and 6 runs at once
 # 1. prior
 stage prior "$PRIOR_MIN" "$WORKERS" --stage prior --preset "$PRESET" --iters "$ITERS"
 # 2. stage I, x4 and x2 in parallel
@@ -58,27 +58,14 @@ stage s1_x2 "$S1_MIN" "$W2" --stage uncertainty --preset "$PRESET_X2" --init "$R
 wait
 # 3. stage II: the x4 candidate (= Table V "all three"), x2, and the four Table V variants, same iterations
 S2=(--stage sr --init "$RUNS/s1_x4/final.pt" --preset "$PRESET" --iters "$S2_ITERS")
-stage s2_x4 "$S2_MIN" "$W4" "${S2[@]}" &
-stage s2_x2 "$S2_MIN" "$W4" --stage sr --init "$RUNS/s1_x2/final.pt" --preset "$PRESET_X2" --iters "$S2_ITERS" &
-stage t5_baseline "$S2_MIN" "$W4" "${S2[@]}" --matching nearest --skip-fusion add --pixel-loss l1 &
-stage t5_udl "$S2_MIN" "$W4" "${S2[@]}" --matching nearest --skip-fusion add --pixel-loss udl &
-stage t5_topk "$S2_MIN" "$W4" "${S2[@]}" --matching topk --skip-fusion add --pixel-loss l1 &
-stage t5_align "$S2_MIN" "$W4" "${S2[@]}" --matching nearest --skip-fusion align_attention --pixel-loss l1 &
+stage s2_x4 "$S2_MIN" "$W6" "${S2[@]}" &
+stage s2_x2 "$S2_MIN" "$W6" --stage sr --init "$RUNS/s1_x2/final.pt" --preset "$PRESET_X2" --iters "$S2_ITERS" &
+stage t5_baseline "$S2_MIN" "$W6" "${S2[@]}" --matching nearest --skip-fusion add --pixel-loss l1 &
+stage t5_udl "$S2_MIN" "$W6" "${S2[@]}" --matching nearest --skip-fusion add --pixel-loss udl &
+stage t5_topk "$S2_MIN" "$W6" "${S2[@]}" --matching topk --skip-fusion add --pixel-loss l1 &
+stage t5_align "$S2_MIN" "$W6" "${S2[@]}" --matching nearest --skip-fusion align_attention --pixel-loss l1 &
 wait
 # slim, model-only checkpoints and the logs
-$PY - "$RUNS" "$OUT" >> "$LOG" 2>&1 <<'PYEOF'
-import os, sys
-from ugtsr.checkpoint import load_checkpoint, save_checkpoint
-runs, out = sys.argv[1], sys.argv[2]
-for name in sorted(os.listdir(runs)):
-    path = f"{runs}/{name}/final.pt"
-    if os.path.exists(path):
-        ck = load_checkpoint(path)
-        meta = {k: v for k, v in ck.metadata.items() if isinstance(v, (str, int, float, bool, type(None)))}
-        save_checkpoint(f"{out}/{name}.pt", ck.build_model(), **meta)
-        print("slim", name, os.path.getsize(f"{out}/{name}.pt"))
-    else:
-        print("missing", name)
-PYEOF
+$PY "$ROOT/scripts/slim_checkpoints.py" "$RUNS" "$OUT" >> "$LOG" 2>&1
 tar czf "$OUT/runs_logs.tgz" "$RUNS"/*/log.csv "$RUNS"/*/settings.json "$RUNS"/*/train.log 2>/dev/null
 tail -n 20 "$LOG"
