@@ -158,10 +158,10 @@ def _evaluate(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict
         raise ConfigError(f"the models have scales {sorted({c.scale for _, _, c, _ in models})}; "
                           f"--scale {args.scale} must match every --model")
     args.scale = scale
-    bad_grid = [name for name, _, cfg, _ in models if cfg.latent_scale != prior_cfg.latent_scale]
-    if bad_grid:
-        raise ConfigError(f"{', '.join(bad_grid)}: code map at 1/{models[0][2].latent_scale} of the output, the prior's "
-                          f"at 1/{prior_cfg.latent_scale}: the codes do not correspond position by position")
+    for name, _, cfg, _ in models:
+        if cfg.latent_scale != prior_cfg.latent_scale:
+            raise ConfigError(f"{name}: code map at 1/{cfg.latent_scale} of the output, the prior's at "
+                              f"1/{prior_cfg.latent_scale}: the codes do not correspond position by position")
     if max(args.ks) > prior_cfg.codebook_size or min(args.ks) < 1:
         raise ConfigError(f"--ks must lie in [1, {prior_cfg.codebook_size}]")
     mult = crop_multiple(prior_cfg.multiple_of, scale, [cfg.multiple_of for _, _, cfg, _ in models])

@@ -119,9 +119,6 @@ def _needs_type_promotion(ep, type_promotion, type_utils) -> bool:
 
     table = type_promotion.TypePromotionTable()
 
-    def val(a):
-        return a.meta.get("val") if isinstance(a, torch.fx.Node) else a
-
     def differs(arg: Any, dtype) -> bool:
         if dtype is None:
             return False
@@ -143,10 +140,9 @@ def _needs_type_promotion(ep, type_promotion, type_utils) -> bool:
         rule = type_promotion.get_type_promotion_rule(node, table)
         if rule is None:
             continue
-        args = tuple(val(a) if isinstance(a, torch.fx.Node) else
-                     (type(a)(val(x) for x in a) if isinstance(a, (list, tuple)) else a) for a in node.args)
-        kwargs = {k: val(v) for k, v in node.kwargs.items()}
-        info = rule.preview_type_promotion(args, kwargs)
+        traced = lambda n: n.meta.get("val")  # noqa: E731 (the traced value in place of each node)
+        info = rule.preview_type_promotion(torch.fx.node.map_arg(node.args, traced),
+                                           torch.fx.node.map_arg(node.kwargs, traced))
         if any(differs(a, info.args_dtypes.get(i)) for i, a in enumerate(node.args)) or \
                 any(differs(a, info.kwargs_dtypes.get(k)) for k, a in node.kwargs.items()):
             log.debug("fast export: type promotion needed at %s (%s)", node.name, node.target)

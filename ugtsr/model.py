@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import AlignAttention
-from .blocks import DownStage, UpStage
+from .blocks import DownStage, PlainResBlock, UpStage
 from .config import UGTSRConfig, get_config
 from .errors import UnsupportedInputError
 from .matching import Codebook, MatchResult, build_matcher
@@ -163,14 +163,17 @@ class UncertaintyHead(nn.Module):
     def __init__(self, channels: int, hidden: int, *, plain: bool = False) -> None:
         super().__init__()
         # plain (UGTSRConfig.plain_stages > 0): LeakyReLU(0.2), which ONNX Runtime fuses into the convs
-        self.act = (lambda x: F.leaky_relu(x, 0.2)) if plain else F.silu
+        self.plain = plain
         self.conv1 = nn.Conv2d(channels, hidden, 3, padding=1)
         self.conv2 = nn.Conv2d(hidden, hidden, 3, padding=1)
         self.conv3 = nn.Conv2d(hidden, 3, 3, padding=1)
 
+    def _act(self, x: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu(x, PlainResBlock.slope) if self.plain else F.silu(x)
+
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        x = self.act(self.conv1(feat))
-        x = self.act(self.conv2(x))
+        x = self._act(self.conv1(feat))
+        x = self._act(self.conv2(x))
         return self.bound * torch.tanh(self.conv3(x) / self.bound)
 
 
