@@ -7,6 +7,12 @@
   half and the uncertainty head (the stage-I model) are frozen.
 
 FeMaSR keeps ``before_quant`` (our ``quant_in``) trainable in its LQ stage; so do we.
+
+``train_decoder`` (stage ``sr`` only; ``python -m ugtsr.train --train-decoder``; not the paper's
+protocol): the decoder half (``quant_out``, decoder, ``out_conv``) and the uncertainty head train
+too; only the codebook stays frozen. For a small prior whose reconstruction ceiling is low: the
+decoder then learns to use the Align-Attention skips of the LQ encoder, not only the codes. The
+trainer refits the head with the ESU loss (eq. 2) on the moving model's own errors.
 """
 from __future__ import annotations
 
@@ -35,9 +41,11 @@ def stage_config(config: UGTSRConfig, stage: str) -> UGTSRConfig:
     raise ConfigError(f"unknown stage '{stage}'; choose one of {', '.join(STAGES)}")
 
 
-def _is_trainable(name: str, stage: str) -> bool:
+def _is_trainable(name: str, stage: str, train_decoder: bool = False) -> bool:
     if stage == "prior":
         return True
+    if train_decoder and stage == "sr":
+        return not name.startswith("codebook.")
     if name.startswith(_FROZEN_PRIOR):
         return False
     if stage == "sr" and name.startswith("uncertainty_head."):
@@ -57,13 +65,16 @@ def trainable_summary(model: nn.Module) -> str:
     return "; ".join(f"{what} {', '.join(mods)}" for what, mods in groups.items() if mods) or "no parameters"
 
 
-def set_trainable(model: nn.Module, stage: str) -> list[str]:
-    """Set ``requires_grad`` per the stage; returns the names of the trainable parameters."""
+def set_trainable(model: nn.Module, stage: str, *, train_decoder: bool = False) -> list[str]:
+    """Set ``requires_grad`` per the stage; returns the names of the trainable parameters.
+    ``train_decoder`` (stage ``sr`` only): everything but the codebook trains (module doc)."""
     if stage not in STAGES:
         raise ConfigError(f"unknown stage '{stage}'; choose one of {', '.join(STAGES)}")
+    if train_decoder and stage != "sr":
+        raise ConfigError(f"train_decoder applies to stage 'sr' only, not '{stage}'")
     names = []
     for name, p in model.named_parameters():
-        p.requires_grad_(_is_trainable(name, stage))
+        p.requires_grad_(_is_trainable(name, stage, train_decoder))
         if p.requires_grad:
             names.append(name)
     return names

@@ -197,6 +197,9 @@ def test_pipeline_is_deterministic_per_seed(name: str, scale: int, photo: np.nda
     b = fn(photo, scale=scale, rng=np.random.default_rng(7)).lr
     assert a.tobytes() == b.tobytes()
     c = fn(photo, scale=scale, rng=np.random.default_rng(8)).lr
+    if name == "clean":  # its only random choice is the method: some seed must pick another one
+        c = next(x for x in (fn(photo, scale=scale, rng=np.random.default_rng(k)).lr for k in range(8, 40))
+                 if x.tobytes() != a.tobytes())
     assert (a.tobytes() == c.tobytes()) == (name == "bicubic")  # bicubic alone has no randomness
 
 
@@ -468,3 +471,56 @@ def test_light_degradation_is_mild(photo: np.ndarray) -> None:
     for seed in range(8):
         lr = degradation_light(photo, scale=4, rng=np.random.default_rng(seed)).lr
         assert np.abs(lr - clean).mean() < 0.05  # downsampling method, weak noise, mild JPEG only
+
+
+def test_mixed_wide_draws_every_component_at_its_rate(photo: np.ndarray) -> None:
+    from ugtsr.degrade import (MIXTURE_WIDE, degradation_classic, degradation_clean, degradation_light,
+                               degradation_mixed_wide, mixed_choice)
+
+    assert abs(sum(p for _, p in MIXTURE_WIDE) - 1.0) < 1e-12
+    assert "bsrgan_plus" not in dict(MIXTURE_WIDE)  # kept unseen, as in ``mixed``
+    names = [mixed_choice(np.random.default_rng(s), MIXTURE_WIDE) for s in range(4000)]
+    for name, p in MIXTURE_WIDE:
+        assert abs(names.count(name) / len(names) - p) < 0.03, name
+    fns = {"classic": degradation_classic, "clean": degradation_clean, "light": degradation_light}
+    checked = set()
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        name = mixed_choice(rng, MIXTURE_WIDE)
+        if name in fns:
+            want = fns[name](photo, scale=4, rng=rng).lr
+            np.testing.assert_array_equal(degradation_mixed_wide(photo, scale=4, rng=np.random.default_rng(seed)).lr, want)
+            checked.add(name)
+    assert checked == set(fns)
+
+
+def test_clean_is_a_plain_downsampling(photo: np.ndarray) -> None:
+    from ugtsr.degrade import degradation_bicubic, degradation_clean
+
+    bicubic = degradation_bicubic(photo, scale=4).lr
+    outs = [degradation_clean(photo, scale=4, rng=np.random.default_rng(seed)).lr for seed in range(16)]
+    assert any(np.array_equal(o, bicubic) for o in outs)  # MATLAB bicubic is one of the four methods
+    for o in outs:
+        assert np.abs(o - bicubic).mean() < 0.05  # cv2 bilinear / bicubic do not antialias
+        np.testing.assert_array_equal(o, np.round(o * 255) / 255)  # 8-bit levels
+
+
+def test_classic_blurs_adds_noise_and_stays_aligned() -> None:
+    from ugtsr.degrade import degradation_bicubic, degradation_classic
+
+    photo = skdata.astronaut()[60:316, 120:376].astype(np.float32) / 255.0
+
+    bicubic = degradation_bicubic(photo, scale=4).lr
+    diffs = []
+    for seed in range(12):
+        lr = degradation_classic(photo, scale=4, rng=np.random.default_rng(seed)).lr
+        d = lr - bicubic
+        diffs.append(np.abs(d).mean())
+        assert abs(float(d.mean())) < 0.03  # no shift of brightness
+        # aligned: the LR correlates best with the clean LR at zero offset
+        a = lr.mean(axis=2)[8:-8, 8:-8]
+        b = bicubic.mean(axis=2)
+        corr = {(dy, dx): np.corrcoef(a.ravel(), b[8 + dy:b.shape[0] - 8 + dy, 8 + dx:b.shape[1] - 8 + dx].ravel())[0, 1]
+                for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+        assert corr[(0, 0)] >= max(corr.values()) - 0.005, (seed, corr)  # a blurred LR is flat near the peak
+    assert max(diffs) > 0.02  # it does degrade

@@ -93,3 +93,56 @@ def test_what_the_documented_command_needs_is_said_in_one_line(photos, tmp_path,
     assert main([*BASE[:1], "uncertainty", *BASE[2:], *common, "--no-prior"]) == 2
     assert "--no-prior applies to --stage sr only" in _error_line(capsys)
     assert not (tmp_path / "r" / "final.pt").exists()
+
+
+def _log_rows(run: Path) -> list[dict]:
+    import csv
+
+    with open(run / "log.csv", newline="") as fh:
+        return [r for r in csv.DictReader(fh) if r["loss"]]
+
+
+def test_train_decoder_trains_everything_but_the_codebook(photos, tmp_path):
+    out = tmp_path / "td"
+    assert main([*BASE, *KEEP, "--init", str(SHIPPED), "--no-prior", "--train-decoder", "--pipeline", "mixed_wide",
+                 "--data", str(photos), "--out", str(out)]) == 0
+    shipped, tuned = load_checkpoint(SHIPPED), load_checkpoint(out / "final.pt")
+    changed = {k.split(".", 1)[0] for k, v in shipped.state_dict.items() if not torch.equal(tuned.state_dict[k], v)}
+    assert {"decoder", "quant_out", "uncertainty_head", "encoder"} <= changed
+    assert "codebook" not in changed
+    rows = _log_rows(out)
+    assert len(rows) == 2 and all(r["udl"] and r["esu"] for r in rows)  # the head is refitted with ESU
+    assert load_checkpoint(out / "final.pt").metadata["uncertainty_checkpoint"] == str(SHIPPED.resolve())
+
+
+def test_train_decoder_is_for_stage_sr_only(photos, tmp_path, capsys):
+    code = main(["--stage", "uncertainty", "--preset", "tiny_x4", "--train-decoder", "--data", str(photos),
+                 "--out", str(tmp_path / "u")])
+    assert code != 0
+    assert "--train-decoder applies to --stage sr only" in _error_line(capsys)
+
+
+def test_rescale_to_x2_then_fine_tune(photos, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rescale", SHIPPED.parents[2] / "scripts" / "rescale_checkpoint.py")
+    rescale = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rescale)
+    init = tmp_path / "x2_init.pt"
+    assert rescale.main([str(SHIPPED), "--scale", "2", "-o", str(init)]) == 0
+    src, x2 = load_checkpoint(SHIPPED), load_checkpoint(init)
+    assert x2.config.scale == 2 and x2.config.name == "tiny_x2"
+    assert x2.config.color_fix_sigma == src.config.color_fix_sigma / 2 and x2.config.fidelity_gate
+    fresh = set(x2.metadata["rescaled_fresh"])
+    assert fresh and all(k.startswith("encoder.") for k in fresh)
+    for k, v in x2.state_dict.items():
+        if k not in fresh:
+            assert torch.equal(v, src.state_dict[k]), k
+    out = tmp_path / "x2"
+    assert main([*BASE[:3], "tiny_x2", *BASE[4:], "--color-fix", "2", "--fidelity-gate", "--init", str(init),
+                 "--no-prior", "--train-decoder", "--pixel-loss", "l1", "--data", str(photos), "--out", str(out)]) == 0
+    model = load_checkpoint(out / "final.pt").build_model().eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 24, 20)).sr.shape == (1, 3, 48, 40)
+    rows = _log_rows(out)
+    assert all(r["l1"] and r["esu"] and not r["udl"] for r in rows)

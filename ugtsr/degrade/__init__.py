@@ -44,7 +44,17 @@ from ._ops import (
 )
 from .bsrgan import degradation_bsrgan, degradation_bsrgan_plus
 from .realesrgan import RealESRGANOptions, degradation_realesrgan
-from .simple import MIXTURE, degradation_bicubic, degradation_light, degradation_mixed, mixed_choice
+from .simple import (
+    MIXTURE,
+    MIXTURE_WIDE,
+    degradation_bicubic,
+    degradation_classic,
+    degradation_clean,
+    degradation_light,
+    degradation_mixed,
+    degradation_mixed_wide,
+    mixed_choice,
+)
 
 __all__ = [
     "DegradedPair",
@@ -59,6 +69,10 @@ __all__ = [
     "degradation_mixed",
     "mixed_choice",
     "MIXTURE",
+    "degradation_classic",
+    "degradation_clean",
+    "degradation_mixed_wide",
+    "MIXTURE_WIDE",
     "RealESRGANOptions",
     # building blocks
     "isotropic_gaussian_kernel",
@@ -91,4 +105,7 @@ PIPELINES: dict[str, Pipeline] = {
     "realesrgan": degradation_realesrgan,
     "bicubic": degradation_bicubic,
     "mixed": degradation_mixed,
+    "classic": degradation_classic,
+    "clean": degradation_clean,
+    "mixed_wide": degradation_mixed_wide,
 }

@@ -334,6 +334,6 @@ def build_stage_models(options: Any, preset: UGTSRConfig, *, resume_meta: dict |
         models = _uncertainty_models(options, preset, resume_meta, load_init)
     else:
         models = _sr_models(options, preset, resume_meta, load_init)
-    set_trainable(models.model, options.stage)
+    set_trainable(models.model, options.stage, train_decoder=options.train_decoder)
     _discriminator(options, models, load_init)
     return models

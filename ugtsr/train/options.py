@@ -45,6 +45,9 @@ class TrainOptions:
     matching: str | None = None
     skip_fusion: str | None = None
     pixel_loss: str = "udl"
+    #: stage sr: train the decoder half and refit the uncertainty head (ESU) too; only the codebook
+    #: stays frozen (ugtsr.stages; not the paper's protocol)
+    train_decoder: bool = False
     iters: int = 200_000
     batch_size: int = 8
     patch_size: int = 256
@@ -112,6 +115,8 @@ class TrainOptions:
             bad(f"--pixel-loss must be udl or l1, got {self.pixel_loss!r}")
         if self.pixel_loss != "udl" and self.stage != "sr":
             bad("--pixel-loss applies to --stage sr only")
+        if self.train_decoder and self.stage != "sr":
+            bad("--train-decoder applies to --stage sr only")
         try:  # the config validates the values (one place for their bounds)
             self.model_preset()
         except ConfigError as exc:
@@ -226,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the preset's code matching (ablations, Table V)")
     g.add_argument("--skip-fusion", choices=("add", "align_attention"), default=None,
                    help="override the preset's skip fusion: FeMaSR's add or Align-Attention (ablations, Table V)")
+    g.add_argument("--train-decoder", action="store_true",
+                   help="stage sr: train the decoder half too and refit the uncertainty head with ESU; only the "
+                        "codebook stays frozen (for a small prior with a low ceiling; not the paper's protocol)")
     g.add_argument("--data", required=True, help="folder of HR images (or with lq/ and gt/ sub-folders of pairs)")
     g.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, settings.json, TensorBoard)")
     g.add_argument("--val", default=None, help="validation folder: HR images (degraded with a fixed seed) or lq/ + gt/")

@@ -231,6 +231,10 @@ class Trainer:
             else:
                 terms["udl"] = udl_loss(out.sr, gt, t["s"], plus_one=o.udl_plus_one)
                 total = o.pixel_weight * terms["udl"]
+            if o.train_decoder and out.uncertainty is not None:
+                # the head trains with the decoder: ESU (eq. 2) on the model's own, detached errors
+                terms["esu"] = esu_loss(out.sr.detach(), gt, out.uncertainty)
+                total = total + terms["esu"]
             if "z_gt" in t:  # absent with --no-prior: no GT codes, no codebook loss
                 terms["codebook"] = codebook_loss(out.z, t["z_gt"])
                 total = total + o.codebook_weight * terms["codebook"]
