@@ -249,7 +249,11 @@ def export_model(model, options: ExportOptions | None = None, *, stages: _Stages
         with warnings.catch_warnings(), stages("optimize", "optimising the graph (onnxscript: constant folding, "
                                                "dead code)"):
             warnings.simplefilter("ignore")
-            program.optimize()
+            if options.fast_trace:
+                from .fast_trace import optimize_program
+                stages.trace_info.update(optimize_program(program))
+            else:
+                program.optimize()
     with stages("finalize", "adding in-graph padding, metadata and checking the graph"
                 if options.pad_input else "adding metadata and checking the graph"):
         proto = program.model_proto

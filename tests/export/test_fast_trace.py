@@ -85,3 +85,39 @@ def test_export_falls_back_to_the_plain_exporter(tmp_path, tiny_ckpt, monkeypatc
     report = json.loads(rep.read_text())
     assert report["verified"] is True and report["trace"]["route"] == "plain"
     assert "simulated failure" in report["trace"]["fast_route_failed"]
+
+
+class _TwoSlices(_Plain):
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.cat([y[:, 2:], y[:, :2] * 2.0], dim=1)
+
+
+@pytest.mark.parametrize("module", [_Plain(), _TwoSlices()])
+def test_optimizer_without_the_quadratic_rule_gives_the_same_graph(module):
+    from onnxscript import rewriter
+
+    rules_before = rewriter._DEFAULT_REWRITE_RULES
+    plain, _ = _export(module)
+    plain.optimize()
+    ours, _ = _export(module)
+    assert fast_trace.optimize_program(ours) == {"rules_skipped": ["SlicesSplit"]}
+    assert rewriter._DEFAULT_REWRITE_RULES is rules_before  # restored
+    assert plain.model_proto.SerializeToString() == ours.model_proto.SerializeToString()
+    x = torch.randn(1, 4, 16, 24)
+    np.testing.assert_array_equal(_run(plain, x)[0], _run(ours, x)[0])
+
+
+def test_optimizer_runs_onnxscripts_pipeline_with_one_rule_less():
+    from onnxscript import rewriter
+
+    seen = []
+
+    class _Program:
+        def optimize(self):
+            seen.append([r.name for r in rewriter._DEFAULT_REWRITE_RULES])
+
+    fast_trace.optimize_program(_Program())
+    everything = [r.name for r in rewriter._DEFAULT_REWRITE_RULES]
+    assert "SlicesSplit" in everything
+    assert seen == [[n for n in everything if n != "SlicesSplit"]]
