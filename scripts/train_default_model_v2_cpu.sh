@@ -7,10 +7,10 @@
 # each, both at once. x2 has no stage-I model of its own, so it trains with plain L1 (UDL needs s).
 set -e
 . .venv/bin/activate
-MINUTES=${MINUTES:-95}
+MINUTES=${MINUTES:-75}
 COMMON=(--stage sr --data data/photos/train --pipeline mixed_wide --iters 1000000 --batch-size 4 --patch-size 128
         --lr 1e-4 --perceptual-weight 0 --gan-weight 0 --threads 1 --log-every 25 --quiet --no-tensorboard
-        --no-prior --train-decoder --fidelity-gate --time-limit "$MINUTES" --save-every 200)
+        --no-prior --train-decoder --fidelity-gate --fidelity-gate-context --time-limit "$MINUTES" --save-every 200)
 mkdir -p runs/v2
 python scripts/rescale_checkpoint.py runtime/models/ugtsr_tiny_x4.pt --scale 2 -o runs/v2/x2_init.pt
 python -m ugtsr.train --preset tiny_x4 --init runtime/models/ugtsr_tiny_x4.pt --color-fix 4 --out runs/v2/x4 \

@@ -81,6 +81,8 @@ class UGTSRConfig:
     color_fix_sigma: float = 0.0
     # per-pixel blend of the output with bicubic(lq) (ugtsr.postfilters.FidelityGate); not in the paper
     fidelity_gate: bool = False
+    #: the gate also reads the LR input over 17x17 LR pixels (FidelityGate's ``context``); needs fidelity_gate
+    fidelity_gate_context: bool = False
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -105,7 +107,7 @@ class UGTSRConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
                 bad(f"{name} must be a finite number, got {v!r}")
-        for name in ("uncertainty_head", "fidelity_gate"):
+        for name in ("uncertainty_head", "fidelity_gate", "fidelity_gate_context"):
             if not isinstance(getattr(self, name), bool):
                 bad(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.latent_scale not in (4, 8):
@@ -162,6 +164,8 @@ class UGTSRConfig:
             bad(f"color_fix_sigma must be a number in [0, 64] (0 = off), got {self.color_fix_sigma!r}")
         if self.scale == 1 and self.fidelity_gate:
             bad("the HQ prior (scale 1) has no fidelity gate")
+        if self.fidelity_gate_context and not self.fidelity_gate:
+            bad("fidelity_gate_context needs fidelity_gate")
         if self.scale == 1 and self.color_fix_sigma:
             bad("the HQ prior (scale 1) has no colour fix (color_fix_sigma must be 0)")
         if self.skip_fusion == "align_attention":
@@ -208,7 +212,7 @@ class UGTSRConfig:
         """The HQ prior autoencoder (scale 1) with this model's widths and codebook."""
         return dataclasses.replace(
             self, name=f"{self.name}_prior", scale=1, matching="nearest", skip_fusion="add",
-            uncertainty_head=False, color_fix_sigma=0.0, fidelity_gate=False,
+            uncertainty_head=False, color_fix_sigma=0.0, fidelity_gate=False, fidelity_gate_context=False,
         )
 
     def replace(self, **changes: Any) -> UGTSRConfig:

@@ -199,7 +199,11 @@ class UGTSRNet(nn.Module):
         self.uncertainty_head = UncertaintyHead(ch[-1], config.uncertainty_hidden,
                                                                  plain=config.plain_stages > 0) if config.uncertainty_head else None
         self.color_fix = ColorFix(config.scale, config.color_fix_sigma) if config.color_fix_sigma > 0 else None
-        self.fidelity_gate = FidelityGate(config.scale) if config.fidelity_gate else None
+        self.fidelity_gate = (FidelityGate(config.scale, context=config.fidelity_gate_context)
+                              if config.fidelity_gate else None)
+        #: training only (``ugtsr.train --train-decoder``): the uncertainty head reads a detached
+        #: feature, so that its ESU loss trains the head and not the decoder
+        self.detach_uncertainty_input = False
 
     # --- descriptor (spandrel-style) -------------------------------------------------------
     @property
@@ -224,7 +228,9 @@ class UGTSRNet(nn.Module):
     def decode(self, z_q: torch.Tensor, skips: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Quantized feature (+ skips) -> ``(sr, uncertainty or None)``."""
         sr, feat = self.decoder(self.quant_out(z_q), skips, self.skip_fusion)
-        unc = self.uncertainty_head(feat) if self.uncertainty_head is not None else None
+        if self.uncertainty_head is None:
+            return sr, None
+        unc = self.uncertainty_head(feat.detach() if self.detach_uncertainty_input else feat)
         return sr, unc
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:

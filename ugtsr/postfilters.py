@@ -119,7 +119,7 @@ class FidelityGate(nn.Module):
     that gains the gate starts out as it was. Not in the paper (see README, "Fidelity gate").
     """
 
-    def __init__(self, scale: int, hidden: int = 16) -> None:
+    def __init__(self, scale: int, hidden: int = 16, *, context: bool = False) -> None:
         super().__init__()
         self.scale = int(scale)
         self.body = nn.Sequential(nn.Conv2d(6, hidden, 3, padding=1), nn.SiLU(),
@@ -127,6 +127,20 @@ class FidelityGate(nn.Module):
                                   nn.Conv2d(hidden, 1, 3, padding=1))
         nn.init.zeros_(self.body[-1].weight)
         nn.init.constant_(self.body[-1].bias, -4.0)
+        # context (config fidelity_gate_context): logits from the LR input over 17x17 LR pixels
+        # (3x3 convolutions dilated 1, 2, 4, 1), bilinearly upsampled and added to the body's. The
+        # body sees about two LR pixels: too little to tell a clean LR from a noisy or compressed
+        # one, which is what the choice depends on. Zero-initialised: a gate that gains it starts
+        # out as it was.
+        self.context: nn.Sequential | None = None
+        if context:
+            self.context = nn.Sequential(
+                nn.Conv2d(3, hidden, 3, padding=1), nn.LeakyReLU(0.2),
+                nn.Conv2d(hidden, hidden, 3, padding=2, dilation=2), nn.LeakyReLU(0.2),
+                nn.Conv2d(hidden, hidden, 3, padding=4, dilation=4), nn.LeakyReLU(0.2),
+                nn.Conv2d(hidden, 1, 3, padding=1))
+            nn.init.zeros_(self.context[-1].weight)
+            nn.init.zeros_(self.context[-1].bias)
         self.register_buffer("bicubic", self.bicubic_weight(self.scale), persistent=False)
 
     @staticmethod
@@ -137,9 +151,16 @@ class FidelityGate(nn.Module):
         w = torch.einsum("yi,xj->yxij", t, t).reshape(scale * scale, 1, 5, 5)
         return w.float()
 
-    def weight_map(self, sr: torch.Tensor, bic: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.body(torch.cat([bic, sr], dim=1)))
+    def weight_map(self, sr: torch.Tensor, bic: torch.Tensor, lq: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.body(torch.cat([bic, sr], dim=1))
+        if self.context is not None:
+            if lq is None:
+                raise ValueError("a gate with context needs the LR input")
+            ctx = F.interpolate(self.context(lq.to(sr.dtype)), scale_factor=float(self.scale), mode="bilinear",
+                                align_corners=False)
+            logits = logits + ctx
+        return torch.sigmoid(logits)
 
     def forward(self, sr: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
         bic = bicubic_upsample(lq.to(sr.dtype), self.bicubic, self.scale)
-        return sr + self.weight_map(sr, bic) * (bic - sr)
+        return sr + self.weight_map(sr, bic, lq) * (bic - sr)

@@ -163,3 +163,55 @@ def test_model_with_gate_saves_loads_and_keeps_old_checkpoints_loading(tmp_path)
     old = cfg.to_dict()
     del old["fidelity_gate"]
     assert UGTSRConfig.from_dict(old).fidelity_gate is False
+
+
+def test_gate_context_starts_as_the_plain_gate_and_sees_17_lr_pixels():
+    torch.manual_seed(0)
+    plain, ctx = FidelityGate(4).double(), FidelityGate(4, context=True).double()
+    ctx.body.load_state_dict(plain.body.state_dict())
+    lq = torch.rand(1, 3, 40, 40, dtype=torch.float64)
+    sr = torch.rand(1, 3, 160, 160, dtype=torch.float64)
+    assert torch.equal(plain(sr, lq), ctx(sr, lq))  # zero-initialised context: no change
+    with torch.no_grad():
+        for m in ctx.context:
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.normal_(0, 0.5)
+    bic = bicubic_upsample(lq, ctx.bicubic, 4)
+    w = ctx.weight_map(sr, bic, lq)
+    # receptive field of the context: a change at one LR pixel moves w only within 8 LR pixels of it
+    lq2 = lq.clone()
+    lq2[..., 20, 20] += 0.5
+    w2 = ctx.weight_map(sr, bicubic_upsample(lq2, ctx.bicubic, 4), lq2)
+    moved = ((w2 - w).abs() > 1e-12).nonzero()[:, 2:] // 4  # in LR pixels
+    assert moved.numel() and int(moved.min()) >= 20 - 9 and int(moved.max()) <= 20 + 9
+    assert int(moved.max()) - int(moved.min()) >= 12  # wider than the body's ~2 LR pixels
+    with pytest.raises(ValueError, match="LR input"):
+        ctx.weight_map(sr, bic)
+
+
+def test_gate_context_config():
+    cfg = get_config("tiny_x4")
+    with pytest.raises(ConfigError, match="needs fidelity_gate"):
+        cfg.replace(fidelity_gate_context=True)
+    model = ugtsr.build_model(cfg.replace(fidelity_gate=True, fidelity_gate_context=True))
+    assert any(k.startswith("fidelity_gate.context.") for k in model.state_dict())
+    old = cfg.to_dict()
+    del old["fidelity_gate_context"]
+    assert UGTSRConfig.from_dict(old).fidelity_gate_context is False
+
+
+def test_detached_uncertainty_input_keeps_the_head_gradient_off_the_decoder():
+    torch.manual_seed(0)
+    model = ugtsr.build_model(get_config("tiny_x4"))
+    lq = torch.rand(1, 3, 16, 16)
+    for detach in (False, True):
+        model.zero_grad(set_to_none=True)
+        model.detach_uncertainty_input = detach
+        out = model(lq)
+        out.uncertainty.sum().backward()
+        head = model.uncertainty_head.conv1.weight.grad
+        dec = model.decoder.out_conv.weight.grad  # sr's conv: never on the uncertainty path
+        stage = model.decoder.stages[-1].conv.weight.grad
+        assert head is not None and float(head.abs().sum()) > 0
+        assert dec is None
+        assert (stage is None) == detach

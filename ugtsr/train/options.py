@@ -41,6 +41,8 @@ class TrainOptions:
     color_fix: float | None = None
     #: add the FidelityGate (ugtsr.postfilters) to the SR stages' model
     fidelity_gate: bool = False
+    #: the gate also reads the LR input over 17x17 LR pixels (config fidelity_gate_context)
+    fidelity_gate_context: bool = False
     #: ablations (Table V): override the preset's matching / skip fusion; stage II's pixel loss
     matching: str | None = None
     skip_fusion: str | None = None
@@ -103,7 +105,7 @@ class TrainOptions:
             bad(f"unknown --preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if PRESETS[self.preset].is_prior and self.stage != "prior":
             bad(f"--preset {self.preset} is an HQ prior; --stage {self.stage} needs an SR preset (e.g. tiny_x4)")
-        if (self.color_fix is not None or self.fidelity_gate) and self.stage == "prior":
+        if (self.color_fix is not None or self.fidelity_gate or self.fidelity_gate_context) and self.stage == "prior":
             bad("--color-fix and --fidelity-gate apply to the SR stages (uncertainty, sr), not to the prior")
         if (self.matching is not None or self.skip_fusion is not None) and self.stage == "prior":
             bad("--matching and --skip-fusion apply to the SR stages (uncertainty, sr), not to the prior")
@@ -160,8 +162,10 @@ class TrainOptions:
             changes["skip_fusion"] = self.skip_fusion
         if self.color_fix is not None:
             changes["color_fix_sigma"] = float(self.color_fix)
-        if self.fidelity_gate:
+        if self.fidelity_gate or self.fidelity_gate_context:
             changes["fidelity_gate"] = True
+        if self.fidelity_gate_context:
+            changes["fidelity_gate_context"] = True
         preset = PRESETS[self.preset]
         return preset.replace(**changes) if changes else preset
 
@@ -227,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fidelity-gate", action="store_true",
                    help="add a learned per-pixel blend of the output with bicubic(LR) (ugtsr.postfilters.FidelityGate; "
                         "not in the paper)")
+    g.add_argument("--fidelity-gate-context", action="store_true",
+                   help="the fidelity gate also reads the LR input over 17x17 LR pixels (implies --fidelity-gate)")
     g.add_argument("--matching", choices=("nearest", "topk"), default=None,
                    help="override the preset's code matching (ablations, Table V)")
     g.add_argument("--skip-fusion", choices=("add", "align_attention"), default=None,
