@@ -13,6 +13,10 @@ protocol): the decoder half (``quant_out``, decoder, ``out_conv``) and the uncer
 too; only the codebook stays frozen. For a small prior whose reconstruction ceiling is low: the
 decoder then learns to use the Align-Attention skips of the LQ encoder, not only the codes. The
 trainer refits the head with the ESU loss (eq. 2) on the moving model's own errors.
+
+``gate_only`` (stage ``sr``; ``--train-gate-only``; not the paper's): only the fidelity gate trains
+(``ugtsr.postfilters.FidelityGate``), on a frozen network: a short last phase that settles the
+choice between the restoration and bicubic at a fifth of the cost per step.
 """
 from __future__ import annotations
 
@@ -41,9 +45,11 @@ def stage_config(config: UGTSRConfig, stage: str) -> UGTSRConfig:
     raise ConfigError(f"unknown stage '{stage}'; choose one of {', '.join(STAGES)}")
 
 
-def _is_trainable(name: str, stage: str, train_decoder: bool = False) -> bool:
+def _is_trainable(name: str, stage: str, train_decoder: bool = False, gate_only: bool = False) -> bool:
     if stage == "prior":
         return True
+    if gate_only:
+        return name.startswith("fidelity_gate.")
     if train_decoder and stage == "sr":
         return not name.startswith("codebook.")
     if name.startswith(_FROZEN_PRIOR):
@@ -65,16 +71,21 @@ def trainable_summary(model: nn.Module) -> str:
     return "; ".join(f"{what} {', '.join(mods)}" for what, mods in groups.items() if mods) or "no parameters"
 
 
-def set_trainable(model: nn.Module, stage: str, *, train_decoder: bool = False) -> list[str]:
+def set_trainable(model: nn.Module, stage: str, *, train_decoder: bool = False, gate_only: bool = False) -> list[str]:
     """Set ``requires_grad`` per the stage; returns the names of the trainable parameters.
-    ``train_decoder`` (stage ``sr`` only): everything but the codebook trains (module doc)."""
+    ``train_decoder`` (stage ``sr`` only): everything but the codebook trains; ``gate_only`` (stage
+    ``sr`` only): only the fidelity gate trains (module doc)."""
     if stage not in STAGES:
         raise ConfigError(f"unknown stage '{stage}'; choose one of {', '.join(STAGES)}")
-    if train_decoder and stage != "sr":
-        raise ConfigError(f"train_decoder applies to stage 'sr' only, not '{stage}'")
+    if (train_decoder or gate_only) and stage != "sr":
+        raise ConfigError(f"train_decoder / gate_only apply to stage 'sr' only, not '{stage}'")
+    if train_decoder and gate_only:
+        raise ConfigError("train_decoder and gate_only exclude each other")
+    if gate_only and getattr(model, "fidelity_gate", None) is None:
+        raise ConfigError("gate_only needs a model with the fidelity gate")
     names = []
     for name, p in model.named_parameters():
-        p.requires_grad_(_is_trainable(name, stage, train_decoder))
+        p.requires_grad_(_is_trainable(name, stage, train_decoder, gate_only))
         if p.requires_grad:
             names.append(name)
     return names

@@ -146,3 +146,16 @@ def test_rescale_to_x2_then_fine_tune(photos, tmp_path):
         assert model(torch.rand(1, 3, 24, 20)).sr.shape == (1, 3, 48, 40)
     rows = _log_rows(out)
     assert all(r["l1"] and r["esu"] and not r["udl"] for r in rows)
+
+
+def test_train_gate_only_changes_nothing_but_the_gate(photos, tmp_path, capsys):
+    out = tmp_path / "gate"
+    assert main([*BASE, *KEEP, "--fidelity-gate-context", "--init", str(SHIPPED), "--no-prior", "--train-gate-only",
+                 "--lr", "1e-3", "--data", str(photos), "--out", str(out)]) == 0
+    shipped, tuned = load_checkpoint(SHIPPED), load_checkpoint(out / "final.pt")
+    assert tuned.config.fidelity_gate_context
+    changed = {k for k, v in shipped.state_dict.items() if not torch.equal(tuned.state_dict[k], v)}
+    assert changed and all(k.startswith("fidelity_gate.") for k in changed)
+    code = main([*BASE, "--init", str(SHIPPED), "--no-prior", "--train-gate-only", "--data", str(photos),
+                 "--out", str(tmp_path / "nogate")])
+    assert code != 0 and "--train-gate-only needs the gate" in _error_line(capsys)

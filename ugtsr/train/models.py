@@ -334,7 +334,7 @@ def build_stage_models(options: Any, preset: UGTSRConfig, *, resume_meta: dict |
         models = _uncertainty_models(options, preset, resume_meta, load_init)
     else:
         models = _sr_models(options, preset, resume_meta, load_init)
-    set_trainable(models.model, options.stage, train_decoder=options.train_decoder)
+    set_trainable(models.model, options.stage, train_decoder=options.train_decoder, gate_only=options.train_gate_only)
     # --train-decoder: the head's ESU loss trains the head only (ugtsr.model.UGTSRNet.detach_uncertainty_input)
     models.model.detach_uncertainty_input = bool(options.train_decoder)
     _discriminator(options, models, load_init)

@@ -50,6 +50,8 @@ class TrainOptions:
     #: stage sr: train the decoder half and refit the uncertainty head (ESU) too; only the codebook
     #: stays frozen (ugtsr.stages; not the paper's protocol)
     train_decoder: bool = False
+    #: stage sr: train only the fidelity gate, on the frozen network (ugtsr.stages)
+    train_gate_only: bool = False
     iters: int = 200_000
     batch_size: int = 8
     patch_size: int = 256
@@ -119,6 +121,12 @@ class TrainOptions:
             bad("--pixel-loss applies to --stage sr only")
         if self.train_decoder and self.stage != "sr":
             bad("--train-decoder applies to --stage sr only")
+        if self.train_gate_only and self.stage != "sr":
+            bad("--train-gate-only applies to --stage sr only")
+        if self.train_gate_only and self.train_decoder:
+            bad("--train-gate-only and --train-decoder exclude each other")
+        if self.train_gate_only and not (self.fidelity_gate or self.fidelity_gate_context):
+            bad("--train-gate-only needs the gate: pass --fidelity-gate (and --fidelity-gate-context if the model has it)")
         try:  # the config validates the values (one place for their bounds)
             self.model_preset()
         except ConfigError as exc:
@@ -240,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train-decoder", action="store_true",
                    help="stage sr: train the decoder half too and refit the uncertainty head with ESU; only the "
                         "codebook stays frozen (for a small prior with a low ceiling; not the paper's protocol)")
+    g.add_argument("--train-gate-only", action="store_true",
+                   help="stage sr: train only the fidelity gate, on the frozen network (a short last phase)")
     g.add_argument("--data", required=True, help="folder of HR images (or with lq/ and gt/ sub-folders of pairs)")
     g.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, settings.json, TensorBoard)")
     g.add_argument("--val", default=None, help="validation folder: HR images (degraded with a fixed seed) or lq/ + gt/")

@@ -130,6 +130,7 @@ class Trainer:
         gate = [p for n, p in named if n.startswith("fidelity_gate.")]
         if gate:  # a small new module next to pretrained weights: 10x the learning rate
             groups.append({"params": gate, "lr": options.lr * GATE_LR_FACTOR})
+        groups = [g for g in groups if g["params"]]  # --train-gate-only: the gate's group alone
         self.opt_g = torch.optim.Adam(groups, lr=options.lr, betas=options.betas)
         self.opt_d = (torch.optim.Adam(self.disc.parameters(), lr=options.lr_d, betas=options.betas)
                       if self.disc is not None else None)
