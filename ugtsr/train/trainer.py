@@ -209,7 +209,7 @@ class Trainer:
                 z_hr, _ = self.models.prior.encode(gt)  # HR patch is a multiple of 8: no padding needed
                 m = self.models.prior.match(z_hr)
                 out["z_gt"], out["gt_indices"] = m.codes, m.indices
-            if self.models.uncertainty is not None:
+            if self.models.uncertainty is not None and self.o.pixel_loss == "udl":  # plain L1 needs no s
                 out["s"] = self.models.uncertainty(lq).uncertainty
         return out
 
