@@ -2,13 +2,56 @@
 # Ship and measure the second default models (issue 14; README model card), after
 # scripts/train_default_model_v2_cpu.sh: slim checkpoints, export (FP32 and FP16, verified), quality on
 # the held-out photos against bicubic, Lanczos and the previous default model (x4), per photo,
+# side-by-side latency, the figure. Run from the repository root.
+#   PREV: the previous default model's ONNX (default: taken from git, commit 0f641fa)
+set -euo pipefail
+. .venv/bin/activate
+M=runtime/models
+R=benchmarks/results
+PREV=${PREV:-/tmp/prev_ugtsr_tiny_x4.onnx}
+[ -f "$PREV" ] || git show 0f641fa:runtime/models/ugtsr_tiny_x4.onnx > "$PREV"
+[ -f "${PREV%.onnx}.pt" ] || git show 0f641fa:runtime/models/ugtsr_tiny_x4.pt > "${PREV%.onnx}.pt"
+DRAWS=${DRAWS:-2}
+CROP=${CROP:-512}
+python - runs/v2/x4_gate/swa.pt "$M/ugtsr_tiny_x4.pt" runs/v2/x2_gate/swa.pt "$M/ugtsr_tiny_x2.pt" <<'PY'
+import sys
+from ugtsr.checkpoint import load_checkpoint, save_checkpoint
+lic = ("Apache-2.0 for the weights (trained by this project); training photos: public-domain / CC0 / BSD photos "
+       "shipped in Python packages and the GPL-2+ photographs of Debian's mate-backgrounds (model card)")
+for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):
+    ck = load_checkpoint(src)
+    keep = {k: v for k, v in ck.metadata.items() if isinstance(v, (str, int, float, bool, type(None)))}
+    keep["license"] = lic
+    save_checkpoint(dst, ck.build_model(), **keep)
+PY
+for s in 4 2; do
+  python -m export.onnx "$M/ugtsr_tiny_x$s.pt" -o "$M/ugtsr_tiny_x$s.onnx" --overwrite --json "$R/export_default_model_x$s.json"
+  python -m export.onnx "$M/ugtsr_tiny_x$s.pt" -o "/tmp/ugtsr_tiny_x${s}_fp16.onnx" --overwrite --precision fp16 \
+      --json "$R/export_default_model_x${s}_fp16.json"
+  python -m export.check "$M/ugtsr_tiny_x$s.onnx" > "$R/export_check_default_model_x$s.txt"
+done
+# held-out quality: x4 (new and previous model) and x2, one thread per job, both at once
+q() {  # scale tag models...
+  local s=$1 tag=$2; shift 2
+  for pipe in bsrgan bsrgan_plus realesrgan classic bicubic; do
+    d=$DRAWS; [ "$pipe" = bicubic ] && d=1
+    python -m benchmarks.quality "$@" --data data/photos/val --scale "$s" --pipeline "$pipe" --seed 0 \
+        --draws "$d" --crop "$CROP" --threads 1 --tag "${tag}_${pipe}_x$s"
+  done
+}
+q 4 default_model --model "$M/ugtsr_tiny_x4.onnx" --name "UGTSR tiny x4 (v2)" --model "$PREV" --name "previous default" \
+    > /tmp/q4.log 2>&1 &
+q 2 default_model --model "$M/ugtsr_tiny_x2.onnx" --name "UGTSR tiny x2" > /tmp/q2.log 2>&1 &
+wait
+for s in 4 2; do
+  python scripts/quality_per_photo.py "$R"/quality_default_model_{bsrgan,bsrgan_plus,realesrgan,classic,bicubic}_x$s.json \
+      > "$R/quality_default_model_per_photo_x$s.md"
+  python scripts/quality_table.py "$R"/quality_default_model_{bsrgan,bsrgan_plus,realesrgan,classic,bicubic}_x$s.json \
+      > "$R/quality_default_model_table_x$s.md"
+done
 # latency beside the previous default model and the Compact peer, 128x128 LR, interleaved rounds
 python -m benchmarks.latency --peers --ours "$M/ugtsr_tiny_x4.onnx" "$PREV" --sizes 128 \
     --peer-threads 1 2 --rrdb-max-side 1 --no-peak --tag default_model_v2_latency
 python -m benchmarks.latency --onnx "$M/ugtsr_tiny_x2.onnx" --no-onnx --sizes 128 --backends ort-cpu-fp32 --threads 1 \
     --repeats 5 --tag default_model_x2_cpu
 python scripts/make_figure.py --hr data/photos/val/chelsea.png --crop 100,20,240 --zoom 1 --seed 1 --out docs/before_after.png
-for s in 4 2; do
-  python scripts/quality_table.py "$R"/quality_default_model_{bsrgan,bsrgan_plus,realesrgan,classic,bicubic}_x$s.json \
-      > "$R/quality_default_model_table_x$s.md"
-done
