@@ -23,7 +23,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "runtime" / "models" / "ugtsr_ti
 BASE = ["--stage", "sr", "--preset", "tiny_x4", "--batch-size", "1", "--patch-size", "64", "--threads", "1",
         "--device", "cpu", "--perceptual-weight", "0", "--gan-weight", "0", "--no-tensorboard", "--quiet",
         "--iters", "2", "--log-every", "1"]
-KEEP = ["--color-fix", "4", "--fidelity-gate"]
+KEEP = ["--color-fix", "4", "--fidelity-gate", "--fidelity-gate-context"]
 
 pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped checkpoint is not in this checkout")
 

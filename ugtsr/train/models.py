@@ -266,20 +266,21 @@ def _sr_models(options: Any, preset: UGTSRConfig, resume_meta: dict, load_init: 
 
 
 def _check_post_filters(init: Checkpoint, model: UGTSRNet) -> None:
-    """``--init`` must not silently lose the colour fix / fidelity gate it was trained with (adding
-    them to a model that lacks them is fine: the gate starts closed, the colour fix has no weights)."""
+    """``--init`` must not silently lose the colour fix / fidelity gate (and its LR context) it was
+    trained with (adding them to a model that lacks them is fine: the gate and its context start
+    closed, the colour fix has no weights)."""
     got, want = init.config, model.config
-    flags = []
+    lost = []
     if got.color_fix_sigma and not want.color_fix_sigma:
-        flags.append(f"--color-fix {got.color_fix_sigma:g}")
+        lost.append(("the colour fix", f"--color-fix {got.color_fix_sigma:g}"))
     if got.fidelity_gate and not want.fidelity_gate:
-        flags.append("--fidelity-gate")
-    if flags:
+        lost.append(("the fidelity gate", "--fidelity-gate"))
+    if got.fidelity_gate_context and not want.fidelity_gate_context:
+        lost.append(("the gate's LR context", "--fidelity-gate-context"))
+    if lost:
         raise CheckpointError(
-            f"{init.path}: has {'the colour fix' if got.color_fix_sigma else ''}"
-            f"{' and ' if got.color_fix_sigma and got.fidelity_gate else ''}"
-            f"{'the fidelity gate' if got.fidelity_gate else ''}, which this run's model lacks; "
-            f"pass {' '.join(flags)} to keep {'them' if len(flags) > 1 else 'it'}")
+            f"{init.path}: has {' and '.join(w for w, _ in lost)}, which this run's model lacks; "
+            f"pass {' '.join(f for _, f in lost)} to keep {'them' if len(lost) > 1 else 'it'}")
 
 
 def _sr_prior(options: Any, preset: UGTSRConfig, resume_meta: dict, unc_ckpt: Checkpoint,
