@@ -15,7 +15,16 @@ def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
         return 2
-    results = [json.loads(Path(p).read_text(encoding="utf-8")) for p in argv]
+    results = []
+    for path in argv:
+        try:
+            res = json.loads(Path(path).read_text(encoding="utf-8"))
+            if res.get("benchmark") != "quality" or not isinstance(res.get("mean"), list):
+                raise ValueError("not a benchmarks.quality result file")
+        except (OSError, ValueError, AttributeError) as exc:
+            print(f"error: {path}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+            return 2
+        results.append(res)
     methods = [m["name"] for m in results[0]["methods"]]
     models = [m["name"] for m in results[0]["methods"] if m["kind"] == "model"]
     print("| degradation (images) | " + " | ".join(methods) + " |")
