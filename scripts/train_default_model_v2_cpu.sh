@@ -14,7 +14,9 @@ GATE_MINUTES=${GATE_MINUTES:-12}
 COMMON=(--stage sr --data data/photos/train --pipeline mixed_wide --iters 1000000 --batch-size 4 --patch-size 128
         --lr 1e-4 --perceptual-weight 0 --gan-weight 0 --threads 1 --log-every 25 --quiet --no-tensorboard
         --no-prior --train-decoder --fidelity-gate --fidelity-gate-context --time-limit "$MINUTES" --save-every 200)
+PHASE=${PHASE:-1,2}   # PHASE=2: only the gate phase, on runs/v2/x*/swa.pt
 mkdir -p runs/v2
+if [[ $PHASE == *1* ]]; then
 python scripts/rescale_checkpoint.py runtime/models/ugtsr_tiny_x4.pt --scale 2 -o runs/v2/x2_init.pt
 python -m ugtsr.train --preset tiny_x4 --init runtime/models/ugtsr_tiny_x4.pt --color-fix 4 --out runs/v2/x4 \
     --seed 21 "${COMMON[@]}" > runs/v2/x4.log 2>&1 &
@@ -23,6 +25,8 @@ python -m ugtsr.train --preset tiny_x2 --init runs/v2/x2_init.pt --color-fix 2 -
 wait
 python scripts/average_checkpoints.py runs/v2/x4/ckpt_*.pt --last 5 -o runs/v2/x4/swa.pt
 python scripts/average_checkpoints.py runs/v2/x2/ckpt_*.pt --last 5 -o runs/v2/x2/swa.pt
+fi
+[[ $PHASE == *2* ]] || exit 0
 GATE=(--stage sr --data data/photos/train --pipeline mixed_wide --iters 1000000 --batch-size 4 --patch-size 128
       --lr 2e-4 --perceptual-weight 0 --gan-weight 0 --threads 1 --log-every 25 --quiet --no-tensorboard
       --no-prior --train-gate-only --pixel-loss l1 --fidelity-gate --fidelity-gate-context --time-limit "$GATE_MINUTES"
