@@ -30,7 +30,10 @@ class ShippedModel:
 SHIPPED_MODELS: dict[str, ShippedModel] = {
     "ugtsr_tiny_x4": ShippedModel(
         onnx="ugtsr_tiny_x4.onnx", checkpoint="ugtsr_tiny_x4.pt", scale=4,
-        description="UGTSR tiny, x4, real-world degradations (the default; model card in the README)"),
+        description="UGTSR tiny, x4, real-world degradations (the default; model card in docs/MODEL_CARD.md)"),
+    "ugtsr_tiny_x2": ShippedModel(
+        onnx="ugtsr_tiny_x2.onnx", checkpoint="ugtsr_tiny_x2.pt", scale=2,
+        description="UGTSR tiny, x2, real-world degradations (model card in docs/MODEL_CARD.md)"),
 }
 DEFAULT_MODEL = "ugtsr_tiny_x4"
 

@@ -13,7 +13,9 @@ PREV=${PREV:-/tmp/prev_ugtsr_tiny_x4.onnx}
 [ -f "${PREV%.onnx}.pt" ] || git show 0f641fa:runtime/models/ugtsr_tiny_x4.pt > "${PREV%.onnx}.pt"
 DRAWS=${DRAWS:-2}
 CROP=${CROP:-512}
-python - runs/v2/x4_gate/swa.pt "$M/ugtsr_tiny_x4.pt" runs/v2/x2_gate/swa.pt "$M/ugtsr_tiny_x2.pt" <<'PY'
+X4=${X4:-runs/v2/x4/swa.pt}        # chosen on the training photos (scripts/train_default_model_v2_cpu.sh, model card)
+X2=${X2:-runs/v2/x2_gate/swa.pt}
+python - "$X4" "$M/ugtsr_tiny_x4.pt" "$X2" "$M/ugtsr_tiny_x2.pt" <<'PY'
 import sys
 from ugtsr.checkpoint import load_checkpoint, save_checkpoint
 lic = ("Apache-2.0 for the weights (trained by this project); training photos: public-domain / CC0 / BSD photos "

@@ -81,3 +81,21 @@ def test_shipped_model_beats_bicubic_on_held_out_photos(pipeline, held_out_photo
     mean = {m["method"]: m for m in res["mean"]}
     model, bic = mean["model"], mean["bicubic"]
     assert model["psnr_y"] > bic["psnr_y"] and model["ssim_y"] > bic["ssim_y"], (pipeline, model, bic)
+
+
+def test_x2_model_is_shipped_and_runs_by_name(tmp_path):
+    from runtime.models import SHIPPED_MODELS, shipped_model_path
+
+    assert SHIPPED_MODELS["ugtsr_tiny_x2"].scale == 2
+    path = shipped_model_path("ugtsr_tiny_x2")
+    assert path.is_file() and path.with_suffix(".pt").is_file()
+    with Upscaler(str(path)) as up:
+        assert up.info.scale == 2
+        out = up.upscale((np.random.default_rng(0).random((20, 28, 3)) * 255).astype(np.uint8))
+    assert out.shape == (40, 56, 3)
+    src = EXAMPLES / sorted(p.name for p in EXAMPLES.glob("*.png"))[0]
+    assert infer_main([str(src), "-o", str(tmp_path), "-n", "ugtsr_tiny_x2"]) == 0
+    import cv2
+
+    lr, sr = cv2.imread(str(src)), cv2.imread(str(tmp_path / src.name))
+    assert sr.shape == (lr.shape[0] * 2, lr.shape[1] * 2, 3)
