@@ -139,7 +139,7 @@ def test_rescale_to_x2_then_fine_tune(photos, tmp_path):
         if k not in fresh:
             assert torch.equal(v, src.state_dict[k]), k
     out = tmp_path / "x2"
-    assert main([*BASE[:3], "tiny_x2", *BASE[4:], "--color-fix", "2", "--fidelity-gate", "--init", str(init),
+    assert main([*BASE[:3], "tiny_x2", *BASE[4:], "--color-fix", "2", *KEEP[2:], "--init", str(init),
                  "--no-prior", "--train-decoder", "--pixel-loss", "l1", "--data", str(photos), "--out", str(out)]) == 0
     model = load_checkpoint(out / "final.pt").build_model().eval()
     with torch.no_grad():
