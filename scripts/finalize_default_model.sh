@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# (The first release's script; the second default models: scripts/finalize_default_model_v2.sh. Its result files were
+# replaced or, for accuracy_default_model.* and tiling_default_model*, kept as the first release's.)
 # Ship the default model and measure it (README model card): export, slim checkpoint, quality on
 # the held-out photos (the training degradations, an unseen one and the clean bicubic protocol), matching accuracy, tiling,
 # latency, the before/after figure. Run from the repository root after the training scripts.
