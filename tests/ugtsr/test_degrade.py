@@ -474,8 +474,14 @@ def test_light_degradation_is_mild(photo: np.ndarray) -> None:
 
 
 def test_mixed_wide_draws_every_component_at_its_rate(photo: np.ndarray) -> None:
-    from ugtsr.degrade import (MIXTURE_WIDE, degradation_classic, degradation_clean, degradation_light,
-                               degradation_mixed_wide, mixed_choice)
+    from ugtsr.degrade import (
+        MIXTURE_WIDE,
+        degradation_classic,
+        degradation_clean,
+        degradation_light,
+        degradation_mixed_wide,
+        mixed_choice,
+    )
 
     assert abs(sum(p for _, p in MIXTURE_WIDE) - 1.0) < 1e-12
     assert "bsrgan_plus" not in dict(MIXTURE_WIDE)  # kept unseen, as in ``mixed``

@@ -23,10 +23,10 @@ import numpy as np
 
 from ._ops import (
     INTERPOLATIONS,
-    bivariate_kernel,
-    blur,
     DegradedPair,
     add_gaussian_noise,
+    bivariate_kernel,
+    blur,
     imresize,
     jpeg,
     prepare_hr,
@@ -60,10 +60,7 @@ def _random_downsample(hr: np.ndarray, scale: int, rng: np.random.Generator) -> 
 def degradation_light(hr: np.ndarray, *, scale: int, rng: np.random.Generator) -> DegradedPair:
     """Random downsampling, then with p = 0.5 weak Gaussian noise and with p = 0.5 a mild JPEG."""
     hr = prepare_hr(hr, scale)
-    h, w = hr.shape[0] // scale, hr.shape[1] // scale
-    method = int(rng.integers(len(INTERPOLATIONS) + 1))
-    lr = imresize(hr, 1.0 / scale) if method == len(INTERPOLATIONS) else resize(hr, h, w, INTERPOLATIONS[method])
-    lr = np.clip(lr, 0.0, 1.0)
+    lr = _random_downsample(hr, scale, rng)
     if rng.random() < 0.5:
         level = rng.uniform(1.0, 8.0) / 255.0
         lr = np.clip(add_gaussian_noise(lr, level, rng, gray=bool(rng.random() < 1 / 3)), 0.0, 1.0)
@@ -86,14 +83,20 @@ def mixed_choice(rng: np.random.Generator, mixture: tuple[tuple[str, float], ...
     return mixture[-1][0]
 
 
-def degradation_mixed(hr: np.ndarray, *, scale: int, rng: np.random.Generator) -> DegradedPair:
-    """One of :data:`MIXTURE`'s degradations, chosen and run with ``rng``."""
+def _run_mixture(hr: np.ndarray, scale: int, rng: np.random.Generator,
+                 mixture: tuple[tuple[str, float], ...]) -> DegradedPair:
+    """The component of ``mixture`` that one draw of ``rng`` picks, run with the same ``rng``."""
     from .bsrgan import degradation_bsrgan
     from .realesrgan import degradation_realesrgan
 
-    name = mixed_choice(rng)
-    fn = {"bsrgan": degradation_bsrgan, "realesrgan": degradation_realesrgan, "light": degradation_light}[name]
+    fn = {"bsrgan": degradation_bsrgan, "realesrgan": degradation_realesrgan, "classic": degradation_classic,
+          "light": degradation_light, "clean": degradation_clean}[mixed_choice(rng, mixture)]
     return fn(hr, scale=scale, rng=rng)
+
+
+def degradation_mixed(hr: np.ndarray, *, scale: int, rng: np.random.Generator) -> DegradedPair:
+    """One of :data:`MIXTURE`'s degradations, chosen and run with ``rng``."""
+    return _run_mixture(hr, scale, rng, MIXTURE)
 
 
 def degradation_classic(hr: np.ndarray, *, scale: int, rng: np.random.Generator) -> DegradedPair:
@@ -126,10 +129,4 @@ MIXTURE_WIDE = (("bsrgan", 0.3), ("realesrgan", 0.2), ("classic", 0.25), ("light
 
 def degradation_mixed_wide(hr: np.ndarray, *, scale: int, rng: np.random.Generator) -> DegradedPair:
     """One of :data:`MIXTURE_WIDE`'s degradations, chosen and run with ``rng``."""
-    from .bsrgan import degradation_bsrgan
-    from .realesrgan import degradation_realesrgan
-
-    name = mixed_choice(rng, MIXTURE_WIDE)
-    fn = {"bsrgan": degradation_bsrgan, "realesrgan": degradation_realesrgan, "classic": degradation_classic,
-          "light": degradation_light, "clean": degradation_clean}[name]
-    return fn(hr, scale=scale, rng=rng)
+    return _run_mixture(hr, scale, rng, MIXTURE_WIDE)
