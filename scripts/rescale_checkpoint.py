@@ -23,7 +23,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from ugtsr.checkpoint import load_checkpoint, save_checkpoint
+    from ugtsr.checkpoint import load_checkpoint, load_matching, save_checkpoint
     from ugtsr.errors import UGTSRError
     from ugtsr.model import build_model
 
@@ -42,16 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         config = old.replace(name=name, scale=args.scale, color_fix_sigma=old.color_fix_sigma * args.scale / old.scale)
         torch.manual_seed(args.seed)
         model = build_model(config)
-        target = model.state_dict()
-        fitting = {k: v for k, v in ckpt.state_dict.items() if k in target and tuple(v.shape) == tuple(target[k].shape)}
-        model.load_state_dict(fitting, strict=False)
-        fresh = sorted(set(target) - set(fitting))
+        fresh = load_matching(model, ckpt.state_dict)
+        copied = len(model.state_dict()) - len(fresh)
         meta = {"rescaled_from": str(args.checkpoint), "rescaled_fresh": fresh}
         save_checkpoint(args.output, model, **meta)
     except (UGTSRError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {args.output}: x{old.scale} -> x{args.scale}, {len(fitting)} tensors copied, "
+    print(f"wrote {args.output}: x{old.scale} -> x{args.scale}, {copied} tensors copied, "
           f"{len(fresh)} fresh: {', '.join(fresh) or 'none'}")
     return 0
 

@@ -28,8 +28,8 @@ from .errors import CheckpointError, ConfigError, first_line
 from .fileio import atomic_open
 from .model import UGTSRNet
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "atomic_torch_save", "read_torch_file",
-           "FORMAT", "FORMAT_VERSION"]
+__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "load_model", "load_matching", "atomic_torch_save",
+           "read_torch_file", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "ugtsr-checkpoint"
 FORMAT_VERSION = 1
@@ -202,6 +202,16 @@ def _load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], path: str)
     if parts:
         raise CheckpointError(f"{path}: weights do not fit the config: {' | '.join(parts)}")
     model.load_state_dict(state, strict=True)
+
+
+def load_matching(model: nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
+    """Load every tensor of ``state`` whose name and shape the model has; return the model keys left
+    at their initialisation (sorted). For starting one model from a related one (another stage,
+    scale or preset); :func:`load_model` is the strict loader."""
+    target = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in target and tuple(v.shape) == tuple(target[k].shape)}
+    model.load_state_dict(fitting, strict=False)
+    return sorted(set(target) - set(fitting))
 
 
 def load_model(path: str | Path, *, ema: bool = False, device: str | torch.device = "cpu") -> UGTSRNet:

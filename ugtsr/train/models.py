@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint, load_matching
 from ..config import UGTSRConfig
 from ..discriminator import UNetDiscriminatorSN
 from ..errors import CheckpointError
@@ -188,7 +188,7 @@ def _continued_stage1(options: Any, preset: UGTSRConfig, resume_meta: dict, load
     prior, fmt = load_prior(prior_path, preset, flag="--prior")
     notes = []
     if load_init:
-        fresh = _load_matching(model, ckpt.state_dict)
+        fresh = load_matching(model, ckpt.state_dict)
         notes.append(f"stage I continued from {options.init} ({_describe(ckpt)}); newly initialised: {_summarise(fresh)}")
     if not torch.equal(model.codebook.embedding, prior.codebook.embedding):
         raise CheckpointError(f"{prior_path}: has another codebook than {options.init}; pass the prior it was trained with")
@@ -204,14 +204,6 @@ def _check_shared(ckpt: Checkpoint, preset: UGTSRConfig, flag: str) -> None:
     diff = _field_diff(ckpt.config, stage_config(preset, "uncertainty"), _SHARED_FIELDS)
     if diff:
         raise CheckpointError(f"{ckpt.path}: is {_describe(ckpt)} and does not fit preset '{preset.name}': {diff}")
-
-
-def _load_matching(model: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
-    """Load every tensor present with the same shape; return the model keys left at their init."""
-    target = model.state_dict()
-    fitting = {k: v for k, v in state.items() if k in target and tuple(v.shape) == tuple(target[k].shape)}
-    model.load_state_dict(fitting, strict=False)
-    return sorted(set(target) - set(fitting))
 
 
 def _summarise(keys: list[str]) -> str:
@@ -231,7 +223,7 @@ def _sr_models(options: Any, preset: UGTSRConfig, resume_meta: dict, load_init: 
         _check_shared(init, preset, "--init")
         _check_post_filters(init, model)
         if load_init:
-            fresh = _load_matching(model, init.state_dict)
+            fresh = load_matching(model, init.state_dict)
             notes.append(f"weights from {options.init}; newly initialised: {_summarise(fresh)}")
     # the model that supplies s (UDL, Eq. 3): a stage-I model, or a stage-II checkpoint with its
     # uncertainty head (frozen in stage II, so its s is the stage-I head's s it was trained with)
@@ -312,7 +304,7 @@ def _discriminator(options: Any, models: StageModels, load_init: bool) -> None:
         ts = load_checkpoint(options.init).training_state or {}
         state = ts.get("discriminator")
         if isinstance(state, dict):
-            fresh = _load_matching(d, state)
+            fresh = load_matching(d, state)
             if fresh:
                 models.notes.append(f"discriminator: {len(fresh)} tensors do not fit {options.init}, left random")
             else:
