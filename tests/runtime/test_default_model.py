@@ -65,22 +65,27 @@ def held_out_photos(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("pipeline", ["bsrgan", "bsrgan_plus", "realesrgan", "classic"])
-def test_shipped_model_beats_bicubic_on_held_out_photos(pipeline, held_out_photos, tmp_path):
+@pytest.mark.parametrize("name, scale, pipeline, draws", [
+    *[("ugtsr_tiny_x4", 4, p, 5) for p in ("bsrgan", "bsrgan_plus", "realesrgan", "classic")],
+    *[("ugtsr_tiny_x2", 2, p, 3) for p in ("bsrgan", "classic")],
+])
+def test_shipped_model_beats_bicubic_on_held_out_photos(name, scale, pipeline, draws, held_out_photos, tmp_path):
     """The model card's claim, by the model card's command: ``benchmarks.quality`` on the three
-    held-out photos, five degradation draws each (seeds 0-4): mean PSNR-Y and SSIM-Y above bicubic."""
+    held-out package photos, ``draws`` degradation draws each (seeds 0..draws-1): mean PSNR-Y and
+    SSIM-Y above bicubic."""
     import json
 
     from benchmarks.quality import main as quality_main
+    from runtime.models import shipped_model_path
 
-    assert quality_main(["--model", str(default_model_path()), "--name", "model", "--data", str(held_out_photos),
-                         "--pipeline", pipeline, "--seed", "0", "--draws", "5", "--no-niqe", "--threads", "2",
-                         "--tag", "t", "--out-dir", str(tmp_path)]) == 0
+    assert quality_main(["--model", str(shipped_model_path(name)), "--name", "model", "--scale", str(scale),
+                         "--data", str(held_out_photos), "--pipeline", pipeline, "--seed", "0", "--draws", str(draws),
+                         "--no-niqe", "--threads", "2", "--tag", "t", "--out-dir", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "quality_t.json").read_text())
-    assert res["evaluated"] == 15
+    assert res["evaluated"] == 3 * draws
     mean = {m["method"]: m for m in res["mean"]}
     model, bic = mean["model"], mean["bicubic"]
-    assert model["psnr_y"] > bic["psnr_y"] and model["ssim_y"] > bic["ssim_y"], (pipeline, model, bic)
+    assert model["psnr_y"] > bic["psnr_y"] and model["ssim_y"] > bic["ssim_y"], (name, pipeline, model, bic)
 
 
 def test_x2_model_is_shipped_and_runs_by_name(tmp_path):
@@ -100,21 +105,3 @@ def test_x2_model_is_shipped_and_runs_by_name(tmp_path):
     lr, sr = cv2.imread(str(src)), cv2.imread(str(tmp_path / src.name))
     assert sr.shape == (lr.shape[0] * 2, lr.shape[1] * 2, 3)
 
-
-@pytest.mark.slow
-@pytest.mark.parametrize("pipeline", ["bsrgan", "classic"])
-def test_x2_model_beats_bicubic_on_held_out_photos(pipeline, held_out_photos, tmp_path):
-    """The x2 model card's claim on the three package photos of the held-out set (3 draws each)."""
-    import json
-
-    from benchmarks.quality import main as quality_main
-    from runtime.models import shipped_model_path
-
-    assert quality_main(["--model", str(shipped_model_path("ugtsr_tiny_x2")), "--name", "model", "--scale", "2",
-                         "--data", str(held_out_photos), "--pipeline", pipeline, "--seed", "0", "--draws", "3",
-                         "--no-niqe", "--threads", "2", "--tag", "t2", "--out-dir", str(tmp_path)]) == 0
-    res = json.loads((tmp_path / "quality_t2.json").read_text())
-    mean = {m["method"]: m for m in res["mean"]}
-    model, bic = mean["model"], mean["bicubic"]
-    assert res["evaluated"] == 9
-    assert model["psnr_y"] > bic["psnr_y"] and model["ssim_y"] > bic["ssim_y"], (pipeline, model, bic)
