@@ -83,6 +83,10 @@ class UGTSRConfig:
     fidelity_gate: bool = False
     #: the gate also reads the LR input over 17x17 LR pixels (FidelityGate's ``context``); needs fidelity_gate
     fidelity_gate_context: bool = False
+    #: the gate also reads an image-level estimate of the degradation (FidelityGate's ``global_context``:
+    #: LR features averaged over the whole input, a logit offset for the image and a bias for the
+    #: context's features); needs fidelity_gate
+    fidelity_gate_global: bool = False
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -107,7 +111,7 @@ class UGTSRConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
                 bad(f"{name} must be a finite number, got {v!r}")
-        for name in ("uncertainty_head", "fidelity_gate", "fidelity_gate_context"):
+        for name in ("uncertainty_head", "fidelity_gate", "fidelity_gate_context", "fidelity_gate_global"):
             if not isinstance(getattr(self, name), bool):
                 bad(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.latent_scale not in (4, 8):
@@ -166,6 +170,8 @@ class UGTSRConfig:
             bad("the HQ prior (scale 1) has no fidelity gate")
         if self.fidelity_gate_context and not self.fidelity_gate:
             bad("fidelity_gate_context needs fidelity_gate")
+        if self.fidelity_gate_global and not self.fidelity_gate:
+            bad("fidelity_gate_global needs fidelity_gate")
         if self.scale == 1 and self.color_fix_sigma:
             bad("the HQ prior (scale 1) has no colour fix (color_fix_sigma must be 0)")
         if self.skip_fusion == "align_attention":
@@ -213,6 +219,7 @@ class UGTSRConfig:
         return dataclasses.replace(
             self, name=f"{self.name}_prior", scale=1, matching="nearest", skip_fusion="add",
             uncertainty_head=False, color_fix_sigma=0.0, fidelity_gate=False, fidelity_gate_context=False,
+            fidelity_gate_global=False,
         )
 
     def replace(self, **changes: Any) -> UGTSRConfig:

@@ -199,7 +199,8 @@ class UGTSRNet(nn.Module):
         self.uncertainty_head = UncertaintyHead(ch[-1], config.uncertainty_hidden,
                                                                  plain=config.plain_stages > 0) if config.uncertainty_head else None
         self.color_fix = ColorFix(config.scale, config.color_fix_sigma) if config.color_fix_sigma > 0 else None
-        self.fidelity_gate = (FidelityGate(config.scale, context=config.fidelity_gate_context)
+        self.fidelity_gate = (FidelityGate(config.scale, context=config.fidelity_gate_context,
+                                           global_context=config.fidelity_gate_global)
                               if config.fidelity_gate else None)
         #: training only (``ugtsr.train --train-decoder``): the uncertainty head reads a detached
         #: feature, so that its ESU loss trains the head and not the decoder

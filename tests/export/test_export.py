@@ -352,13 +352,14 @@ def test_color_fix_and_gate_export_verified_fp32_and_fp16(tmp_path):
     TensorRT's parser lacks."""
     model = tiny_model()
     fixed = ugtsr.build_model(model.config.replace(color_fix_sigma=4.0, fidelity_gate=True,
-                                                   fidelity_gate_context=True)).eval()
+                                                   fidelity_gate_context=True, fidelity_gate_global=True)).eval()
     missing = fixed.load_state_dict(model.state_dict(), strict=False)
     assert all(k.startswith("fidelity_gate.") for k in missing.missing_keys)
     with torch.no_grad():  # a gate that actually mixes, with its LR context (dilated convs, bilinear Resize)
         fixed.fidelity_gate.body[-1].weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(1))
         fixed.fidelity_gate.body[-1].bias.fill_(-0.5)
         fixed.fidelity_gate.context[-1].weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(2))
+        fixed.fidelity_gate.global_head[-1].weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(3))
     ckpt = tmp_path / "cf.pt"
     ugtsr.save_checkpoint(ckpt, fixed)
     res = onnx_from_checkpoint(ckpt, tmp_path / "cf.onnx", options=ExportOptions())
@@ -367,8 +368,9 @@ def test_color_fix_and_gate_export_verified_fp32_and_fp16(tmp_path):
     proto = onnx.load(str(res.path))
     meta = {p.key: p.value for p in proto.metadata_props}
     cfg = ugtsr.UGTSRConfig.from_json(meta["config"])
-    assert cfg.color_fix_sigma == 4.0 and cfg.fidelity_gate and cfg.fidelity_gate_context
+    assert cfg.color_fix_sigma == 4.0 and cfg.fidelity_gate and cfg.fidelity_gate_context and cfg.fidelity_gate_global
     assert {"DepthToSpace", "Sigmoid"} <= {n.op_type for n in proto.graph.node}
+    assert {"ReduceMean", "GlobalAveragePool"} & {n.op_type for n in proto.graph.node}  # the image-level estimate
     resize = [n for n in proto.graph.node if n.op_type == "Resize"]
     assert any(a.name == "mode" and a.s == b"linear" for n in resize for a in n.attribute)
     assert not [f for f in check_model(proto).findings if f.severity == "error"]

@@ -200,6 +200,52 @@ def test_gate_context_config():
     assert UGTSRConfig.from_dict(old).fidelity_gate_context is False
 
 
+def test_gate_global_estimate_starts_closed_and_reaches_the_whole_image():
+    torch.manual_seed(0)
+    ctx, glob = FidelityGate(4, context=True).double(), FidelityGate(4, context=True, global_context=True).double()
+    missing = glob.load_state_dict(ctx.state_dict(), strict=False).missing_keys
+    assert missing and all(k.startswith(("global_features.", "global_head.")) for k in missing)
+    lq = torch.rand(1, 3, 48, 48, dtype=torch.float64)
+    sr = torch.rand(1, 3, 192, 192, dtype=torch.float64)
+    with torch.no_grad():
+        for m in ctx.context:
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.normal_(0, 0.05)  # small: the sigmoid must not saturate
+        glob.context.load_state_dict(ctx.context.state_dict())
+    assert torch.equal(ctx(sr, lq), glob(sr, lq))  # zero-initialised head: no change
+    with torch.no_grad():
+        glob.global_head[-1].weight.normal_(0, 1.0)
+    bic = bicubic_upsample(lq, glob.bicubic, 4)
+    w = glob.weight_map(sr, bic, lq)
+    g = glob.global_estimate(lq)
+    assert g.shape == (1, 1 + 16)
+    # one LR pixel in a corner moves the weight at the far corner (the local context cannot)
+    lq2 = lq.clone()
+    lq2[..., 0, 0] += 0.5
+    bic2 = bicubic_upsample(lq2, glob.bicubic, 4)
+    w2 = glob.weight_map(sr, bic2, lq2)
+    assert float(((w2 - w)[..., -8:, -8:].abs() / (w * (1 - w))[..., -8:, -8:]).min()) > 1e-6
+    assert float((ctx.weight_map(sr, bic2, lq2) - ctx.weight_map(sr, bic, lq))[..., -8:, -8:].abs().max()) < 1e-12
+    # an image-level estimate: the mean over the image, so a batch of different images gets one each
+    two = torch.cat([lq, torch.rand_like(lq)])
+    e = glob.global_estimate(two)
+    assert torch.allclose(e[:1], g) and not torch.allclose(e[1:], g)
+
+
+def test_gate_global_config():
+    cfg = get_config("tiny_x4")
+    with pytest.raises(ConfigError, match="needs fidelity_gate"):
+        cfg.replace(fidelity_gate_global=True)
+    model = ugtsr.build_model(cfg.replace(fidelity_gate=True, fidelity_gate_global=True))
+    keys = model.state_dict()
+    assert any(k.startswith("fidelity_gate.global_head.") for k in keys)
+    assert model.fidelity_gate.global_head[-1].out_features == 1  # no local context to bias
+    old = cfg.to_dict()
+    del old["fidelity_gate_global"]
+    assert UGTSRConfig.from_dict(old).fidelity_gate_global is False
+    assert cfg.replace(fidelity_gate=True, fidelity_gate_global=True).prior_config().fidelity_gate_global is False
+
+
 def test_detached_uncertainty_input_keeps_the_head_gradient_off_the_decoder():
     torch.manual_seed(0)
     model = ugtsr.build_model(get_config("tiny_x4"))

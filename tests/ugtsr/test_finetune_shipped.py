@@ -23,7 +23,19 @@ SHIPPED = Path(__file__).resolve().parents[2] / "runtime" / "models" / "ugtsr_ti
 BASE = ["--stage", "sr", "--preset", "tiny_x4", "--batch-size", "1", "--patch-size", "64", "--threads", "1",
         "--device", "cpu", "--perceptual-weight", "0", "--gan-weight", "0", "--no-tensorboard", "--quiet",
         "--iters", "2", "--log-every", "1"]
-KEEP = ["--color-fix", "4", "--fidelity-gate", "--fidelity-gate-context"]
+
+
+def _keep_flags() -> list[str]:
+    """The flags that keep the shipped model's colour fix and gate (read from its config)."""
+    if not SHIPPED.is_file():
+        return []
+    cfg = load_checkpoint(SHIPPED).config
+    flags = ["--color-fix", f"{cfg.color_fix_sigma:g}", "--fidelity-gate"]
+    flags += ["--fidelity-gate-context"] if cfg.fidelity_gate_context else []
+    return flags + (["--fidelity-gate-global"] if cfg.fidelity_gate_global else [])
+
+
+KEEP = _keep_flags()
 
 pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped checkpoint is not in this checkout")
 
@@ -150,7 +162,7 @@ def test_rescale_to_x2_then_fine_tune(photos, tmp_path):
 
 def test_train_gate_only_changes_nothing_but_the_gate(photos, tmp_path, capsys):
     out = tmp_path / "gate"
-    assert main([*BASE, *KEEP, "--fidelity-gate-context", "--init", str(SHIPPED), "--no-prior", "--train-gate-only",
+    assert main([*BASE, *KEEP, "--init", str(SHIPPED), "--no-prior", "--train-gate-only",
                  "--lr", "1e-3", "--data", str(photos), "--out", str(out)]) == 0
     shipped, tuned = load_checkpoint(SHIPPED), load_checkpoint(out / "final.pt")
     assert tuned.config.fidelity_gate_context

@@ -35,7 +35,8 @@ from ._ops import (
 )
 
 __all__ = ["degradation_bicubic", "degradation_light", "degradation_mixed", "MIXTURE", "mixed_choice",
-           "degradation_classic", "degradation_clean", "degradation_mixed_wide", "MIXTURE_WIDE"]
+           "degradation_classic", "degradation_clean", "degradation_mixed_wide", "MIXTURE_WIDE", "COMPONENTS",
+           "mixture_component"]
 
 
 def degradation_bicubic(hr: np.ndarray, *, scale: int, rng: np.random.Generator | None = None) -> DegradedPair:
@@ -83,15 +84,23 @@ def mixed_choice(rng: np.random.Generator, mixture: tuple[tuple[str, float], ...
     return mixture[-1][0]
 
 
-def _run_mixture(hr: np.ndarray, scale: int, rng: np.random.Generator,
-                 mixture: tuple[tuple[str, float], ...]) -> DegradedPair:
-    """The component of ``mixture`` that one draw of ``rng`` picks, run with the same ``rng``."""
+#: the names a mixture may draw (:func:`mixture_component`)
+COMPONENTS = ("bsrgan", "realesrgan", "classic", "light", "clean")
+
+
+def mixture_component(name: str):
+    """The degradation function of a mixture component name (one of :data:`COMPONENTS`)."""
     from .bsrgan import degradation_bsrgan
     from .realesrgan import degradation_realesrgan
 
-    fn = {"bsrgan": degradation_bsrgan, "realesrgan": degradation_realesrgan, "classic": degradation_classic,
-          "light": degradation_light, "clean": degradation_clean}[mixed_choice(rng, mixture)]
-    return fn(hr, scale=scale, rng=rng)
+    return {"bsrgan": degradation_bsrgan, "realesrgan": degradation_realesrgan, "classic": degradation_classic,
+            "light": degradation_light, "clean": degradation_clean}[name]
+
+
+def _run_mixture(hr: np.ndarray, scale: int, rng: np.random.Generator,
+                 mixture: tuple[tuple[str, float], ...]) -> DegradedPair:
+    """The component of ``mixture`` that one draw of ``rng`` picks, run with the same ``rng``."""
+    return mixture_component(mixed_choice(rng, mixture))(hr, scale=scale, rng=rng)
 
 
 def degradation_mixed(hr: np.ndarray, *, scale: int, rng: np.random.Generator) -> DegradedPair:

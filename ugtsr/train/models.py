@@ -269,6 +269,8 @@ def _check_post_filters(init: Checkpoint, model: UGTSRNet) -> None:
         lost.append(("the fidelity gate", "--fidelity-gate"))
     if got.fidelity_gate_context and not want.fidelity_gate_context:
         lost.append(("the gate's LR context", "--fidelity-gate-context"))
+    if got.fidelity_gate_global and not want.fidelity_gate_global:
+        lost.append(("the gate's image-level estimate", "--fidelity-gate-global"))
     if lost:
         raise CheckpointError(
             f"{init.path}: has {' and '.join(w for w, _ in lost)}, which this run's model lacks; "

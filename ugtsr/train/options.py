@@ -43,6 +43,8 @@ class TrainOptions:
     fidelity_gate: bool = False
     #: the gate also reads the LR input over 17x17 LR pixels (config fidelity_gate_context)
     fidelity_gate_context: bool = False
+    #: the gate also reads an image-level estimate of the degradation (config fidelity_gate_global)
+    fidelity_gate_global: bool = False
     #: ablations (Table V): override the preset's matching / skip fusion; stage II's pixel loss
     matching: str | None = None
     skip_fusion: str | None = None
@@ -107,7 +109,7 @@ class TrainOptions:
             bad(f"unknown --preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if PRESETS[self.preset].is_prior and self.stage != "prior":
             bad(f"--preset {self.preset} is an HQ prior; --stage {self.stage} needs an SR preset (e.g. tiny_x4)")
-        if (self.color_fix is not None or self.fidelity_gate or self.fidelity_gate_context) and self.stage == "prior":
+        if (self.color_fix is not None or self.fidelity_gate or self.fidelity_gate_context or self.fidelity_gate_global) and self.stage == "prior":
             bad("--color-fix and --fidelity-gate apply to the SR stages (uncertainty, sr), not to the prior")
         if (self.matching is not None or self.skip_fusion is not None) and self.stage == "prior":
             bad("--matching and --skip-fusion apply to the SR stages (uncertainty, sr), not to the prior")
@@ -125,7 +127,7 @@ class TrainOptions:
             bad("--train-gate-only applies to --stage sr only")
         if self.train_gate_only and self.train_decoder:
             bad("--train-gate-only and --train-decoder exclude each other")
-        if self.train_gate_only and not (self.fidelity_gate or self.fidelity_gate_context):
+        if self.train_gate_only and not (self.fidelity_gate or self.fidelity_gate_context or self.fidelity_gate_global):
             bad("--train-gate-only needs the gate: pass --fidelity-gate (and --fidelity-gate-context if the model has it)")
         try:  # the config validates the values (one place for their bounds)
             self.model_preset()
@@ -170,10 +172,12 @@ class TrainOptions:
             changes["skip_fusion"] = self.skip_fusion
         if self.color_fix is not None:
             changes["color_fix_sigma"] = float(self.color_fix)
-        if self.fidelity_gate or self.fidelity_gate_context:
+        if self.fidelity_gate or self.fidelity_gate_context or self.fidelity_gate_global:
             changes["fidelity_gate"] = True
         if self.fidelity_gate_context:
             changes["fidelity_gate_context"] = True
+        if self.fidelity_gate_global:
+            changes["fidelity_gate_global"] = True
         preset = PRESETS[self.preset]
         return preset.replace(**changes) if changes else preset
 
@@ -241,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "not in the paper)")
     g.add_argument("--fidelity-gate-context", action="store_true",
                    help="the fidelity gate also reads the LR input over 17x17 LR pixels (implies --fidelity-gate)")
+    g.add_argument("--fidelity-gate-global", action="store_true",
+                   help="the fidelity gate also reads an image-level estimate of the degradation (LR features "
+                        "averaged over the input; implies --fidelity-gate)")
     g.add_argument("--matching", choices=("nearest", "topk"), default=None,
                    help="override the preset's code matching (ablations, Table V)")
     g.add_argument("--skip-fusion", choices=("add", "align_attention"), default=None,
