@@ -3,7 +3,11 @@
 # scripts/train_default_model_v2_cpu.sh: slim checkpoints, export (FP32 and FP16, verified), quality on
 # the held-out photos against bicubic, Lanczos and the previous default model (x4), per photo,
 # side-by-side latency, the figure. Run from the repository root.
-#   PREV: the previous default model's ONNX (default: taken from git, commit 0f641fa)
+#   PREV: the previous default model's ONNX (default: taken from git, commit 0f641fa); PREV2: the
+#   previous x2 model's ONNX (default: none); NAME4 / NAME2: the new models' names in the tables.
+#   The third release ran it as
+#   X4=runs/v3c/x4_global/final.pt X2=runs/v3c/x2_global/final.pt PREV=/tmp/v2_x4.onnx PREV2=/tmp/v2_x2.onnx \
+#     NAME4="UGTSR tiny x4 (v3)" NAME2="UGTSR tiny x2 (v3)" bash scripts/finalize_default_model_v2.sh
 set -euo pipefail
 . .venv/bin/activate
 M=runtime/models
@@ -15,6 +19,10 @@ DRAWS=${DRAWS:-2}
 CROP=${CROP:-512}
 X4=${X4:-runs/v2/x4/swa.pt}        # chosen on the training photos (scripts/train_default_model_v2_cpu.sh, model card)
 X2=${X2:-runs/v2/x2_gate/swa.pt}
+NAME4=${NAME4:-UGTSR tiny x4 (v2)}
+NAME2=${NAME2:-UGTSR tiny x2}
+PREV2=${PREV2:-}
+PREV2_ARGS=(); [ -n "$PREV2" ] && PREV2_ARGS=(--model "$PREV2" --name "previous x2")
 python - "$X4" "$M/ugtsr_tiny_x4.pt" "$X2" "$M/ugtsr_tiny_x2.pt" <<'PY'
 import sys
 from ugtsr.checkpoint import load_checkpoint, save_checkpoint
@@ -41,9 +49,9 @@ q() {  # scale tag models...
         --draws "$d" --crop "$CROP" --threads 1 --tag "${tag}_${pipe}_x$s"
   done
 }
-q 4 default_model --model "$M/ugtsr_tiny_x4.onnx" --name "UGTSR tiny x4 (v2)" --model "$PREV" --name "previous default" \
+q 4 default_model --model "$M/ugtsr_tiny_x4.onnx" --name "$NAME4" --model "$PREV" --name "previous default" \
     > /tmp/q4.log 2>&1 &
-q 2 default_model --model "$M/ugtsr_tiny_x2.onnx" --name "UGTSR tiny x2" > /tmp/q2.log 2>&1 &
+q 2 default_model --model "$M/ugtsr_tiny_x2.onnx" --name "$NAME2" "${PREV2_ARGS[@]}" > /tmp/q2.log 2>&1 &
 wait
 for s in 4 2; do
   python scripts/quality_per_photo.py "$R"/quality_default_model_{bsrgan,bsrgan_plus,realesrgan,classic,bicubic}_x$s.json \
@@ -53,7 +61,7 @@ for s in 4 2; do
 done
 # latency beside the previous default model and the Compact peer, 128x128 LR, interleaved rounds
 python -m benchmarks.latency --peers --ours "$M/ugtsr_tiny_x4.onnx" "$PREV" --sizes 128 \
-    --peer-threads 1 2 --rrdb-max-side 1 --no-peak --tag default_model_v2_latency
+    --peer-threads 1 2 --rrdb-max-side 1 --no-peak --tag "${LAT_TAG:-default_model_v2_latency}"
 python -m benchmarks.latency --onnx "$M/ugtsr_tiny_x2.onnx" --no-onnx --sizes 128 --backends ort-cpu-fp32 --threads 1 \
     --repeats 5 --tag default_model_x2_cpu
 python scripts/make_figure.py --hr data/photos/val/chelsea.png --crop 100,20,240 --zoom 1 --seed 1 --out docs/before_after.png

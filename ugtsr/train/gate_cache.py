@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crop", type=int, default=None, help="train on random windows of this HR side of the cached patches "
                    "(faster steps; the evaluation uses the whole patches)")
     p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--iters", type=int, default=4000)
+    p.add_argument("--iters", type=int, default=4000, help="joint training steps (0: only --pretrain-global)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--eval-every", type=int, default=250)
@@ -305,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         mixture = parse_mixture(args.mixture)
+        if args.iters < 0 or args.pretrain_global < 0:
+            raise ConfigError("--iters and --pretrain-global must be >= 0")
+        if args.iters == 0 and not args.pretrain_global:
+            raise ConfigError("--iters 0 trains nothing without --pretrain-global")
         if not 0 < args.val_fraction < 1:
             raise ConfigError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
         if args.crop is not None and (args.crop <= 0 or args.crop > args.patch_size):
@@ -358,11 +362,16 @@ def main(argv: list[str] | None = None) -> int:
             pre["val"] = evaluate(model, cache, val_idx)
             logger.info("after the global estimate alone: %s", ", ".join(
                 f"{c} {d['gate'] - d['bicubic']:+.2f}" for c, d in pre["val"].items()))
-        model.fidelity_gate.train()
-        avg, history = train_gate(model, cache, train_idx, val_idx, iters=args.iters, batch_size=args.batch_size,
-                                  lr=args.lr, seed=args.seed, eval_every=args.eval_every, average=args.average,
-                                  log_path=args.out / "log.csv", time_limit_min=args.time_limit, crop=args.crop,
-                                  loss_name=args.loss)
+        if args.iters:
+            model.fidelity_gate.train()
+            avg, history = train_gate(model, cache, train_idx, val_idx, iters=args.iters, batch_size=args.batch_size,
+                                      lr=args.lr, seed=args.seed, eval_every=args.eval_every, average=args.average,
+                                      log_path=args.out / "log.csv", time_limit_min=args.time_limit, crop=args.crop,
+                                      loss_name=args.loss)
+        else:  # --iters 0: the image-level estimate alone (the local parts' last layers stay at zero)
+            avg = {n: t.detach().clone() for n, t in model.fidelity_gate.state_dict().items()}
+            history = [{"step": 0, **{f"{c}_{k}": round(v, 4) for c, d in pre["val"].items() for k, v in d.items()
+                                      if k != "n"}}]
         model.eval()
         wall = time.perf_counter() - t0
         meta = {"stage": "sr", "step": int(history[-1]["step"]), "init": str(args.init),
