@@ -23,17 +23,8 @@ NAME4=${NAME4:-UGTSR tiny x4 (v2)}
 NAME2=${NAME2:-UGTSR tiny x2}
 PREV2=${PREV2:-}
 PREV2_ARGS=(); [ -n "$PREV2" ] && PREV2_ARGS=(--model "$PREV2" --name "previous x2")
-python - "$X4" "$M/ugtsr_tiny_x4.pt" "$X2" "$M/ugtsr_tiny_x2.pt" <<'PY'
-import sys
-from ugtsr.checkpoint import load_checkpoint, save_checkpoint
-lic = ("Apache-2.0 for the weights (trained by this project); training photos: public-domain / CC0 / BSD photos "
-       "shipped in Python packages and the GPL-2+ photographs of Debian's mate-backgrounds (model card)")
-for src, dst in zip(sys.argv[1::2], sys.argv[2::2]):
-    ck = load_checkpoint(src)
-    keep = {k: v for k, v in ck.metadata.items() if isinstance(v, (str, int, float, bool, type(None)))}
-    keep["license"] = lic
-    save_checkpoint(dst, ck.build_model(), **keep)
-PY
+python scripts/slim_checkpoints.py --files "$X4" "$M/ugtsr_tiny_x4.pt" "$X2" "$M/ugtsr_tiny_x2.pt" --license \
+    "Apache-2.0 for the weights (trained by this project); training photos: public-domain / CC0 / BSD photos shipped in Python packages and the GPL-2+ photographs of Debian's mate-backgrounds (model card)"
 for s in 4 2; do
   python -m export.onnx "$M/ugtsr_tiny_x$s.pt" -o "$M/ugtsr_tiny_x$s.onnx" --overwrite --json "$R/export_default_model_x$s.json"
   python -m export.onnx "$M/ugtsr_tiny_x$s.pt" -o "/tmp/ugtsr_tiny_x${s}_fp16.onnx" --overwrite --precision fp16 \

@@ -1,18 +1,20 @@
 """Train the fidelity gate on cached outputs of the frozen network (``python -m ugtsr.train.gate_cache``).
 
 With ``--train-gate-only`` (``ugtsr.train``) every step runs the whole frozen network forward to
-train the gate's ~9 k (with the image-level estimate ~20 k) parameters: two seconds a step on one
+train the gate's 8.6 k (with the image-level estimate 26 k) parameters: two seconds a step on one
 CPU core, of which the gate is a few percent. The network's output before the gate does not change
 while only the gate trains, so it can be computed once per sample: this module degrades
 ``--samples`` random HR patches with a named mixture of ``ugtsr.degrade`` components, runs the
 network (colour fix included, gate left out) on each once, keeps ``(lq, sr, hr)`` in memory and
 then trains only the gate on them, with the 8 flips/transposes of each triple as augmentation. The
-gradients are those of gate-only training on the same samples; what changes is that thousands of
+gradients are those of gate-only training on the same samples (up to the flips: a flipped cached
+output stands in for the output of the flipped input, which the network does not exactly equal); what changes is that thousands of
 steps fit in minutes, and that the mixture can be weighted towards the cases the gate must tell
 apart (clean against degraded LR).
 
     python -m ugtsr.train.gate_cache --init runtime/models/ugtsr_tiny_x4.pt --data data/photos/train \\
-        --out runs/v3/x4_gate --global-context --samples 1600 --patch-size 256 --iters 4000 --seed 41
+        --out runs/v3c/x4_global --global-context --samples 1600 --patch-size 256 --iters 0 \\
+        --pretrain-global 3000 --seed 41 --cache runs/v3b/x4_cache.pt   # the third default model's gate
 
 A tenth of the samples (``--val-fraction``, the same training photos at other crops and seeds) is
 kept out of the gate's training: every ``--eval-every`` steps the log reports PSNR (RGB, 8-bit
@@ -183,7 +185,7 @@ def pretrain_global(model: UGTSRNet, cache: GateCache, train_idx: torch.Tensor, 
 
     Trained end to end from zero, the estimate did not learn to tell clean from degraded LR in 3,000
     steps (the blend weight stayed within 0.1 across the mixture's components, where the optimal
-    weights range from 0.3 to 0.85); as a regression on the optimal weight it does in 1,500."""
+    weights range from 0.3 to 0.85); as a regression on the optimal weight it does within 1,500-3,000."""
     gate = model.fidelity_gate
     target = optimal_global_weights(cache, gate.scale)
     params = list(gate.global_features.parameters()) + list(gate.global_head.parameters())
