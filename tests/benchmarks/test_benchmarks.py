@@ -19,26 +19,7 @@ import ugtsr
 from benchmarks import _common as C
 from benchmarks import accuracy, latency, matching, quality
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CLIs' --threads changes torch's global thread count: restore it afterwards."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-def _photos(folder: Path, size: int, names=("astronaut", "coffee")) -> Path:
-    cv2 = pytest.importorskip("cv2")
-    data = pytest.importorskip("skimage.data")
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        img = getattr(data, name)()
-        h, w = img.shape[:2]
-        s = min(size, h, w)
-        crop = img[(h - s) // 2:(h + s) // 2, (w - s) // 2:(w + s) // 2]
-        assert cv2.imwrite(str(folder / f"{name}.png"), np.ascontiguousarray(crop[..., ::-1]))
-    return folder
+from ..conftest import write_package_photos
 
 
 def _only(folder: Path, pattern: str) -> Path:
@@ -166,7 +147,7 @@ def tiny_checkpoints(tmp_path_factory):
 
 
 def test_accuracy_smoke(tmp_path, tiny_checkpoints, capsys):
-    data = _photos(tmp_path / "hr", 150)  # 150 -> cropped to 128 (multiple of 64)
+    data = write_package_photos(tmp_path / "hr", 150)  # 150 -> cropped to 128 (multiple of 64)
     ck = tiny_checkpoints
     rc = accuracy.main(["--prior", str(ck["prior"]), "--model", str(ck["nearest"]), "--model", str(ck["topk"]),
                         "--model", str(ck["codeformer"]), "--name", "near", "--name", "top3", "--data", str(data),
@@ -198,7 +179,7 @@ def test_accuracy_top1_matches_an_independent_computation(tmp_path, tiny_checkpo
     """hit@1 of the nearest model recomputed with torch.cdist in float64 from the same LR/HR pair."""
     from ugtsr.degrade import PIPELINES, float_to_image, image_to_float, read_image, rng_from_key
 
-    data = _photos(tmp_path / "hr", 128, names=("chelsea",))
+    data = write_package_photos(tmp_path / "hr", 128, names=("chelsea",))
     ck = tiny_checkpoints
     assert accuracy.main(["--prior", str(ck["prior"]), "--model", str(ck["nearest"]), "--data", str(data),
                           "--seed", "5", "--tag", "t", "--no-plot", "--out-dir", str(tmp_path)]) == 0
@@ -219,7 +200,7 @@ def test_accuracy_top1_matches_an_independent_computation(tmp_path, tiny_checkpo
 
 
 def test_accuracy_refuses_an_sr_model_as_prior(tmp_path, tiny_checkpoints, capsys):
-    data = _photos(tmp_path / "hr", 128, names=("coffee",))
+    data = write_package_photos(tmp_path / "hr", 128, names=("coffee",))
     rc = accuracy.main(["--prior", str(tiny_checkpoints["topk"]), "--model", str(tiny_checkpoints["topk"]),
                         "--data", str(data), "--out-dir", str(tmp_path / "res")])
     assert rc == 1
@@ -239,7 +220,7 @@ def test_quality_smoke_and_bicubic_psnr_is_reproducible(tmp_path, tiny_checkpoin
     cv2 = pytest.importorskip("cv2")
     from ugtsr.degrade import PIPELINES, float_to_image, image_to_float, read_image, rng_from_key
 
-    data = _photos(tmp_path / "hr", 200)
+    data = write_package_photos(tmp_path / "hr", 200)
     out_dir = tmp_path / "res"
     rc = quality.main(["--model", str(tiny_checkpoints["topk"]), "--name", "tiny", "--data", str(data),
                        "--seed", "7", "--threads", "1", "--out-dir", str(out_dir)])
@@ -273,7 +254,7 @@ def test_quality_smoke_and_bicubic_psnr_is_reproducible(tmp_path, tiny_checkpoin
 
 
 def test_quality_rejects_a_model_of_another_scale(tmp_path, tiny_checkpoints, capsys):
-    data = _photos(tmp_path / "hr", 96, names=("coffee",))
+    data = write_package_photos(tmp_path / "hr", 96, names=("coffee",))
     rc = quality.main(["--model", str(tiny_checkpoints["topk"]), "--scale", "2", "--data", str(data),
                        "--no-niqe", "--out-dir", str(tmp_path / "res")])
     assert rc == 1

@@ -16,13 +16,6 @@ import ugtsr
 from benchmarks import accuracy, matching, quality, tiling, train_throughput
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
     cv2 = pytest.importorskip("cv2")

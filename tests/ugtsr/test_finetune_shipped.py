@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from ugtsr.checkpoint import load_checkpoint
 from ugtsr.train import main
+
+from ..conftest import write_package_photos
 
 cv2 = pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
@@ -40,20 +41,9 @@ KEEP = _keep_flags()
 pytestmark = pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped checkpoint is not in this checkout")
 
 
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("hr")
-    for name in ("astronaut", "coffee"):
-        img = getattr(skdata, name)()[:96, :96]
-        cv2.imwrite(str(folder / f"{name}.png"), np.ascontiguousarray(img[..., ::-1]))
-    return folder
+    return write_package_photos(tmp_path_factory.mktemp("hr"), 96)
 
 
 def _error_line(capsys) -> str:

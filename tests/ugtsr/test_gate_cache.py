@@ -15,24 +15,15 @@ from ugtsr.degrade.simple import MIXTURE_WIDE, mixed_choice
 from ugtsr.errors import ConfigError
 from ugtsr.train import gate_cache
 
+from ..conftest import write_package_photos
+
 cv2 = pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
 
 
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("hr")
-    for name in ("astronaut", "coffee"):
-        img = getattr(skdata, name)()[:128, :128]
-        cv2.imwrite(str(folder / f"{name}.png"), np.ascontiguousarray(img[..., ::-1]))
-    return folder
+    return write_package_photos(tmp_path_factory.mktemp("hr"), 128)
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ from ugtsr.train import TrainOptions, main
 from ugtsr.train.sampling import StepSampler
 from ugtsr.train.state import rng_state, set_rng_state
 
+from ..conftest import write_package_photos
+
 cv2 = pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
 
@@ -38,21 +40,8 @@ BASE = ["--preset", "tiny_x4", "--batch-size", "2", "--patch-size", "64", "--thr
         "--perceptual-weight", "0", "--no-tensorboard", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def _keep_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 def _write_photos(folder: Path, size: int = 128) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("astronaut", "chelsea", "coffee", "rocket"):
-        img = getattr(skdata, name)()
-        h, w = img.shape[:2]
-        crop = img[(h - size) // 2 : (h + size) // 2, (w - size) // 2 : (w + size) // 2]
-        cv2.imwrite(str(folder / f"{name}.png"), np.ascontiguousarray(crop[..., ::-1]))
-    return folder
+    return write_package_photos(folder, size, names=("astronaut", "chelsea", "coffee", "rocket"))
 
 
 @pytest.fixture(scope="module")

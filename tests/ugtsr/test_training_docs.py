@@ -65,18 +65,14 @@ def test_the_documented_commands_are_what_the_test_runs():
 
 
 def test_training_recipe_runs_as_written(tmp_path, monkeypatch):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     (tmp_path / "runtime").symlink_to(ROOT / "runtime", target_is_directory=True)
     monkeypatch.chdir(tmp_path)
-    threads = torch.get_num_threads()
-    try:
-        for argv in _commands(DOC.read_text()):
-            main, args = _main_of(_shrink(argv))
-            if "ugtsr.train" in argv:
-                args += ["--threads", "1", "--quiet", "--no-tensorboard"]
-            assert main(args) == 0, argv
-    finally:
-        torch.set_num_threads(threads)
+    for argv in _commands(DOC.read_text()):  # tests/conftest.py restores torch's thread count
+        main, args = _main_of(_shrink(argv))
+        if "ugtsr.train" in argv:
+            args += ["--threads", "1", "--quiet", "--no-tensorboard"]
+        assert main(args) == 0, argv
     val = sorted(p.name for p in (tmp_path / "data" / "photos" / "val").iterdir())
     assert val
     for run in ("prior", "s1", "s2", "finetune"):
