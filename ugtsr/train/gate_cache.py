@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                 "trained_by": "ugtsr.train.gate_cache", "command": " ".join([p.prog, *(argv if argv is not None else sys.argv[1:])])}
         save_checkpoint(args.out / "final.pt", model, **meta)
         model.fidelity_gate.load_state_dict(avg)
-        final_avg = evaluate(model, cache, val_idx)
+        final_avg = evaluate(model, cache, val_idx) if args.iters else pre["val"]  # --iters 0: the same gate
         save_checkpoint(args.out / "swa.pt", model, **meta, averaged=len(history[-args.average:]))
         settings = {"command": meta["command"], "seed": args.seed, "samples": len(cache), "train_samples": len(train_idx),
                     "val_samples": len(val_idx), "patch_size": args.patch_size, "crop": args.crop, "mixture": dict(mixture),

@@ -109,7 +109,7 @@ class TrainOptions:
             bad(f"unknown --preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if PRESETS[self.preset].is_prior and self.stage != "prior":
             bad(f"--preset {self.preset} is an HQ prior; --stage {self.stage} needs an SR preset (e.g. tiny_x4)")
-        if (self.color_fix is not None or self.fidelity_gate or self.fidelity_gate_context or self.fidelity_gate_global) and self.stage == "prior":
+        if (self.color_fix is not None or self.wants_gate) and self.stage == "prior":
             bad("--color-fix and --fidelity-gate apply to the SR stages (uncertainty, sr), not to the prior")
         if (self.matching is not None or self.skip_fusion is not None) and self.stage == "prior":
             bad("--matching and --skip-fusion apply to the SR stages (uncertainty, sr), not to the prior")
@@ -127,7 +127,7 @@ class TrainOptions:
             bad("--train-gate-only applies to --stage sr only")
         if self.train_gate_only and self.train_decoder:
             bad("--train-gate-only and --train-decoder exclude each other")
-        if self.train_gate_only and not (self.fidelity_gate or self.fidelity_gate_context or self.fidelity_gate_global):
+        if self.train_gate_only and not self.wants_gate:
             bad("--train-gate-only needs the gate: pass --fidelity-gate (and --fidelity-gate-context if the model has it)")
         try:  # the config validates the values (one place for their bounds)
             self.model_preset()
@@ -162,6 +162,12 @@ class TrainOptions:
         self._check_stage_flags(bad)
         self._check_patch(bad)
 
+    @property
+    def wants_gate(self) -> bool:
+        """Any of ``--fidelity-gate``, ``--fidelity-gate-context``, ``--fidelity-gate-global`` (the last
+        two imply the first)."""
+        return self.fidelity_gate or self.fidelity_gate_context or self.fidelity_gate_global
+
     def model_preset(self) -> UGTSRConfig:
         """The preset with this run's model options applied (``--color-fix``, ``--fidelity-gate``,
         ``--matching``, ``--skip-fusion``)."""
@@ -172,7 +178,7 @@ class TrainOptions:
             changes["skip_fusion"] = self.skip_fusion
         if self.color_fix is not None:
             changes["color_fix_sigma"] = float(self.color_fix)
-        if self.fidelity_gate or self.fidelity_gate_context or self.fidelity_gate_global:
+        if self.wants_gate:
             changes["fidelity_gate"] = True
         if self.fidelity_gate_context:
             changes["fidelity_gate_context"] = True
