@@ -96,14 +96,18 @@ class DownStage(nn.Module):
 class UpStage(nn.Module):
     """Nearest x2 upsampling, Conv3x3 (``c_in -> c_out``), then residual blocks.
 
-    Used for the LQ encoder's up stages and for the decoder (FeMaSR's ``DecoderBlock``).
+    Used for the LQ encoder's up stages and for the decoder (FeMaSR's ``DecoderBlock``). With
+    ``upsample=False`` (``UGTSRConfig.subpixel_stages``) the stage keeps its input resolution and
+    the x2 happens in the sub-pixel convolution that follows it.
     """
 
-    def __init__(self, c_in: int, c_out: int, *, blocks: int = 2, groups: int, eps: float, plain: bool = False) -> None:
+    def __init__(self, c_in: int, c_out: int, *, blocks: int = 2, groups: int, eps: float, plain: bool = False,
+                 upsample: bool = True) -> None:
         super().__init__()
+        self.upsample = upsample
         self.conv = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.res = nn.Sequential(*[PlainResBlock(c_out) if plain else ResBlock(c_out, groups=groups, eps=eps)
                                    for _ in range(blocks)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res(self.conv(upsample2x(x)))
+        return self.res(self.conv(upsample2x(x) if self.upsample else x))

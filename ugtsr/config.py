@@ -21,7 +21,7 @@ from .errors import ConfigError
 __all__ = ["UGTSRConfig", "PRESETS", "get_config", "MATCHING_MODES", "SKIP_FUSION_MODES"]
 
 MATCHING_MODES = ("nearest", "topk", "codeformer")
-_INT_FIELDS = ("scale", "latent_scale", "plain_stages", "in_channels", "norm_groups", "codebook_size", "codebook_dim", "swin_heads", "swin_window",
+_INT_FIELDS = ("scale", "latent_scale", "plain_stages", "subpixel_stages", "in_channels", "norm_groups", "codebook_size", "codebook_dim", "swin_heads", "swin_window",
                "top_k", "fusion_heads", "codeformer_dim", "codeformer_layers", "codeformer_heads", "codeformer_ffn",
                "align_window", "align_heads", "uncertainty_hidden")
 _POSITIVE_FIELDS = ("norm_groups", "codebook_dim", "swin_heads", "fusion_heads", "codeformer_dim",
@@ -49,6 +49,11 @@ class UGTSRConfig:
     #: the last ``plain_stages`` decoder stages use norm-free LeakyReLU residual blocks
     #: (``ugtsr.blocks.PlainResBlock``; not FeMaSR's) and so does the uncertainty head: cheaper on CPUs
     plain_stages: int = 0
+    #: the last ``subpixel_stages`` (0 or 1) decoder x2 stages compute at their input resolution and
+    #: end in a sub-pixel convolution (Conv to 4x the channels + DepthToSpace, Shi et al., CVPR 2016,
+    #: arXiv 1609.05158), and so does the uncertainty head: no feature map at the output resolution
+    #: (not FeMaSR's; issue 13: a quarter of the memory and FLOPs of that stage)
+    subpixel_stages: int = 0
     norm_groups: int = 32
     norm_eps: float = 1e-6  # FeMaSR's GroupNorm eps (not PyTorch's 1e-5)
     codebook_size: int = 1024
@@ -119,6 +124,8 @@ class UGTSRConfig:
         n_channels = self.decoder_stages + 1
         if not 0 <= self.plain_stages <= self.decoder_stages:
             bad(f"plain_stages must be in [0, {self.decoder_stages}], got {self.plain_stages}")
+        if self.subpixel_stages not in (0, 1):
+            bad(f"subpixel_stages must be 0 or 1, got {self.subpixel_stages}")
         for name, length in (("channels", n_channels), ("codeformer_grid", 2), ("swin_depths", None)):
             v = getattr(self, name)
             if (not isinstance(v, tuple) or (length is not None and len(v) != length)

@@ -132,19 +132,23 @@ class Decoder(nn.Module):
         super().__init__()
         ch, g, eps = config.channels, config.norm_groups, config.norm_eps
         n = config.decoder_stages
-        self.stages = nn.ModuleList(UpStage(ch[i], ch[i + 1], groups=g, eps=eps, plain=i >= n - config.plain_stages)
+        self.stages = nn.ModuleList(UpStage(ch[i], ch[i + 1], groups=g, eps=eps, plain=i >= n - config.plain_stages,
+                                            upsample=i < n - config.subpixel_stages)
                                     for i in range(n))
-        self.out_conv = nn.Conv2d(ch[-1], 3, 3, padding=1)
+        #: sub-pixel output (``subpixel_stages``): Conv to 3 * 4 channels, then DepthToSpace x2
+        self.shuffle = 2 if config.subpixel_stages else 1
+        self.out_conv = nn.Conv2d(ch[-1], 3 * self.shuffle ** 2, 3, padding=1)
 
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor], fusion: nn.ModuleList | None) -> tuple[torch.Tensor, torch.Tensor]:
         """``x``: after quant_out ``(B, ch0, h, w)``. Returns ``(sr, last feature (B, ch[-1], Lh, Lw))``
-        with ``L = latent_scale``."""
+        with ``L = latent_scale`` (``L / 2`` with ``subpixel_stages``)."""
         for i, stage in enumerate(self.stages):
             if i > 0 and skips:
                 skip = skips[i - 1]
                 x = fusion[i - 1](x, skip) if fusion is not None else x + skip
             x = stage(x)
-        return self.out_conv(x), x
+        out = self.out_conv(x)
+        return (F.pixel_shuffle(out, self.shuffle) if self.shuffle > 1 else out), x
 
 
 class UncertaintyHead(nn.Module):
@@ -160,13 +164,16 @@ class UncertaintyHead(nn.Module):
     bound = 10.0
 
 
-    def __init__(self, channels: int, hidden: int, *, plain: bool = False) -> None:
+    def __init__(self, channels: int, hidden: int, *, plain: bool = False, shuffle: int = 1) -> None:
         super().__init__()
         # plain (UGTSRConfig.plain_stages > 0): LeakyReLU(0.2), which ONNX Runtime fuses into the convs
         self.plain = plain
+        # shuffle 2 (UGTSRConfig.subpixel_stages): the feature is at half the output resolution and the
+        # last convolution is a sub-pixel one, like the decoder's out_conv
+        self.shuffle = shuffle
         self.conv1 = nn.Conv2d(channels, hidden, 3, padding=1)
         self.conv2 = nn.Conv2d(hidden, hidden, 3, padding=1)
-        self.conv3 = nn.Conv2d(hidden, 3, 3, padding=1)
+        self.conv3 = nn.Conv2d(hidden, 3 * shuffle ** 2, 3, padding=1)
 
     def _act(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(x, PlainResBlock.slope) if self.plain else F.silu(x)
@@ -174,7 +181,10 @@ class UncertaintyHead(nn.Module):
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         x = self._act(self.conv1(feat))
         x = self._act(self.conv2(x))
-        return self.bound * torch.tanh(self.conv3(x) / self.bound)
+        x = self.conv3(x)
+        if self.shuffle > 1:
+            x = F.pixel_shuffle(x, self.shuffle)
+        return self.bound * torch.tanh(x / self.bound)
 
 
 class UGTSRNet(nn.Module):
@@ -196,8 +206,9 @@ class UGTSRNet(nn.Module):
                 AlignAttention(c, heads=config.align_heads, window=config.align_window)
                 for c in ch[1:config.decoder_stages]
             )
-        self.uncertainty_head = UncertaintyHead(ch[-1], config.uncertainty_hidden,
-                                                                 plain=config.plain_stages > 0) if config.uncertainty_head else None
+        self.uncertainty_head = (UncertaintyHead(ch[-1], config.uncertainty_hidden,
+                                                plain=config.plain_stages > 0, shuffle=self.decoder.shuffle)
+                                 if config.uncertainty_head else None)
         self.color_fix = ColorFix(config.scale, config.color_fix_sigma) if config.color_fix_sigma > 0 else None
         self.fidelity_gate = (FidelityGate(config.scale, context=config.fidelity_gate_context,
                                            global_context=config.fidelity_gate_global)

@@ -15,6 +15,7 @@ from export.check import check_model
 from export.check import main as check_main
 from export.onnx import ExportOptions, onnx_from_checkpoint
 from export.onnx import main as export_main
+from ugtsr.checkpoint import load_matching
 from ugtsr.errors import UnsupportedInputError
 
 from .conftest import tiny_model, ugtsr_x4_model
@@ -382,3 +383,19 @@ def test_color_fix_and_gate_export_verified_fp32_and_fp16(tmp_path):
     res16 = onnx_from_checkpoint(ckpt, tmp_path / "cf16.onnx", options=ExportOptions(precision="fp16"))
     assert res16.report["passed"], res16.report["failure"]
     assert all(c["psnr_db"] >= 40 for c in res16.report["cases"])
+
+
+def test_subpixel_tail_exports_verified(tmp_path):
+    """issue 13: a model with the sub-pixel, norm-free last stage (``subpixel_stages 1``) exports
+    with the same parity checks, at odd sizes through the in-graph padding."""
+    base = tiny_model()
+    cfg = base.config.replace(subpixel_stages=1, plain_stages=1, color_fix_sigma=4.0, fidelity_gate=True)
+    model = ugtsr.build_model(cfg).eval()
+    load_matching(model, base.state_dict())  # the new stage and output convolutions keep their random init
+    ckpt = tmp_path / "sp.pt"
+    ugtsr.save_checkpoint(ckpt, model)
+    res = onnx_from_checkpoint(ckpt, tmp_path / "sp.onnx", options=ExportOptions(outputs=("sr", "indices", "uncertainty")))
+    assert res.report["passed"], res.report["failure"]
+    assert sum(n.op_type == "DepthToSpace" for n in onnx.load(str(res.path)).graph.node) >= 3  # sr, head, bicubic
+    x = np.random.default_rng(5).random((1, 3, 37, 45), dtype=np.float32)
+    _assert_parity(_run(res.path, x), _torch_ref(model, x))

@@ -106,3 +106,22 @@ def test_plain_stages_drop_groupnorm_from_the_last_decoder_stages():
     assert out.sr.shape == (1, 3, 80, 96) and torch.isfinite(out.uncertainty).all()
     with pytest.raises(ConfigError, match="plain_stages"):
         UGTSRConfig(**{**_SMALL, "plain_stages": 4})
+
+
+def test_subpixel_stage_has_no_feature_map_at_the_output_resolution():
+    """issue 13: ``subpixel_stages 1`` runs the last decoder stage at its input resolution and ends
+    in Conv + DepthToSpace (the uncertainty head too); output sizes and the x2/x4 geometry hold."""
+    for scale in (4, 2):
+        cfg = UGTSRConfig(name="s", scale=scale, subpixel_stages=1, plain_stages=1, uncertainty_head=True, **_SMALL)
+        model = build_model(cfg).eval()
+        seen = []
+        hook = model.decoder.stages[-1].register_forward_hook(lambda m, i, o, seen=seen: seen.append(o.shape))
+        with torch.no_grad():
+            out = model(torch.rand(1, 3, 32, 64))  # a multiple of multiple_of: no padding
+        hook.remove()
+        assert out.sr.shape == (1, 3, 32 * scale, 64 * scale) == out.uncertainty.shape
+        assert seen[0][-2:] == (16 * scale, 32 * scale)  # half the output resolution
+        assert model.decoder.out_conv.out_channels == 12 and model.uncertainty_head.conv3.out_channels == 12
+    for bad in (2, -1, True):
+        with pytest.raises(ConfigError, match="subpixel_stages"):
+            UGTSRConfig(**{**_SMALL, "subpixel_stages": bad})

@@ -1,0 +1,79 @@
+"""ugtsr.train.distill_tail: the sub-pixel student shares the teacher's network up to its last
+decoder stage, starts as a nearest-neighbour x2 of that stage, and training moves it towards the
+teacher (issue 13)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import ugtsr
+from ugtsr.config import UGTSRConfig
+from ugtsr.errors import ConfigError
+from ugtsr.train import distill_tail as dt
+
+from ..conftest import write_package_photos
+
+_SMALL = dict(channels=(32, 32, 16, 16), norm_groups=8, codebook_size=32, codebook_dim=16, swin_depths=(1,),
+              swin_heads=2, fusion_heads=2, align_heads=2, matching="topk", skip_fusion="align_attention",
+              uncertainty_head=True, uncertainty_hidden=8, color_fix_sigma=4.0, fidelity_gate=True,
+              fidelity_gate_context=True, fidelity_gate_global=True)
+
+
+def _teacher(scale=4):
+    torch.manual_seed(0)
+    model = ugtsr.build_model(UGTSRConfig(name="t", scale=scale, **_SMALL)).eval()
+    with torch.no_grad():
+        model.codebook.embedding.normal_(0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("scale", [4, 2])
+def test_student_shares_the_teacher_up_to_the_last_stage(scale):
+    teacher = _teacher(scale)
+    student = dt.build_student(teacher).eval()
+    assert student.config.subpixel_stages == 1 and student.config.plain_stages == 1
+    x = torch.rand(2, 3, 64, 96)  # a multiple of multiple_of: the tail path takes unpadded inputs
+    with torch.no_grad():
+        feat = dt._last_stage_input(teacher, x)
+        assert torch.equal(feat, dt._last_stage_input(student, x))
+        # the cached-tail path reproduces each model's own forward
+        _, out_t, unc_t = dt.student_tail(teacher, feat, x)
+        ref = teacher(x)
+        assert torch.allclose(out_t, ref.sr, atol=1e-6) and torch.allclose(unc_t, ref.uncertainty, atol=1e-6)
+        pre_s, out_s, _ = dt.student_tail(student, feat, x)
+        assert torch.allclose(out_s, student(x).sr, atol=1e-6)
+        # at initialisation the residual blocks are identities and the 4 phases equal: a nearest x2
+        assert torch.equal(pre_s[..., 0::2, 0::2], pre_s[..., 1::2, 1::2])
+    with pytest.raises(ConfigError, match="sub-pixel"):
+        dt.build_student(student)
+
+
+def test_main_trains_towards_the_teacher_and_writes_a_loadable_checkpoint(tmp_path):
+    data = tmp_path / "photos"
+    write_package_photos(data, 96, ("astronaut", "coffee"))
+    teacher = _teacher(4)
+    init = tmp_path / "teacher.pt"
+    ugtsr.save_checkpoint(init, teacher)
+    out = tmp_path / "out"
+    rc = dt.main(["--init", str(init), "--data", str(data), "--out", str(out), "--samples", "20", "--patch-size", "64",
+                  "--crop", "48", "--iters", "40", "--eval-every", "20", "--batch-size", "4", "--lr", "3e-3",
+                  "--mixture", "bsrgan=1,clean=1"])
+    assert rc == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["steps"] == 40 and settings["val_samples"] == 2
+    assert settings["val_final"]["all"]["to_teacher"] > settings["val_start"]["all"]["to_teacher"]
+    model = ugtsr.load_model(out / "final.pt")
+    assert model.config.subpixel_stages == 1
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 16, 16)).sr.shape == (1, 3, 64, 64)
+
+
+def test_bad_arguments_are_one_line(tmp_path, capsys):
+    init = tmp_path / "teacher.pt"
+    ugtsr.save_checkpoint(init, _teacher(4))
+    assert dt.main(["--init", str(init), "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--iters", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: --iters")
+    assert dt.main(["--init", str(tmp_path / "none.pt"), "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "no such file" in capsys.readouterr().err

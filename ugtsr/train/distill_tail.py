@@ -1,0 +1,349 @@
+"""Replace the decoder's output-resolution stage by a sub-pixel one, distilled from the trained model
+(``python -m ugtsr.train.distill_tail``).
+
+The last decoder stage of ``tiny_x4`` upsamples to the output resolution and runs a convolution and
+two GroupNorm residual blocks there (32 channels at 16 pixels per input pixel): 40 % of the graph's
+FLOPs and the peak of whole-image memory (issue 13, ``docs/EFFICIENCY.md``). The student built here
+(``UGTSRConfig.subpixel_stages = 1``, with ``plain_stages = 1``) runs that stage at its input
+resolution with norm-free residual blocks and ends in a sub-pixel convolution (Conv to 12 channels +
+DepthToSpace x2; Shi et al., "Real-Time Single Image and Video Super-Resolution Using an Efficient
+Sub-Pixel Convolutional Neural Network", CVPR 2016, arXiv 1609.05158); the uncertainty head likewise.
+Everything before that stage (encoder, matching, the first two decoder stages, Align-Attention) and
+the post-filters (colour fix, fidelity gate) are the teacher's, frozen; so only the new stage and the
+head train, on cached inputs:
+
+1. ``--samples`` random HR patches of the training photos are degraded with a named mixture of
+   ``ugtsr.degrade`` components (as ``ugtsr.train.gate_cache`` does); the teacher runs once on each
+   and the cache keeps the input of its last stage (float16), the LR, the teacher's output before
+   the post-filters, its final output and its uncertainty map.
+2. Adam on the student's stage and head: L1 to the teacher's output before and after the
+   post-filters plus ``--unc-weight`` x L1 to its uncertainty map, cosine decay, on random windows
+   (``--crop``) of the cached patches.
+
+A tenth of the samples (``--val-fraction``) is held back: every ``--eval-every`` steps the log
+reports PSNR (RGB, 8-bit) against the HR for the student, the teacher and bicubic, and the
+student's PSNR against the teacher. Writes ``OUT/final.pt`` (a normal checkpoint), ``OUT/log.csv``
+and ``OUT/settings.json`` (command, seed, samples, steps, wall time).
+
+    python -m ugtsr.train.distill_tail --init runtime/models/ugtsr_tiny_x4.pt --data data/photos/train \\
+        --out runs/v4/x4_subpixel --samples 1600 --patch-size 256 --iters 3000 --seed 43
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import UGTSRConfig
+from ..data import HRPatchDataset
+from ..degrade.simple import MIXTURE_WIDE, mixed_choice, mixture_component
+from ..errors import ConfigError, UGTSRError
+from ..model import UGTSRNet
+from ..postfilters import FidelityGate, bicubic_upsample
+from .gate_cache import _psnr, parse_mixture
+from .logs import write_json_atomic
+
+__all__ = ["student_config", "build_student", "TailCache", "build_tail_cache", "student_tail", "main"]
+
+logger = logging.getLogger(__name__)
+
+_DEGRADE_SALT = 0x7A11
+
+
+def student_config(teacher: UGTSRConfig) -> UGTSRConfig:
+    """The teacher's config with a sub-pixel, norm-free last decoder stage."""
+    if teacher.is_prior:
+        raise ConfigError("distill_tail needs an SR model, not an HQ prior")
+    if teacher.subpixel_stages:
+        raise ConfigError(f"'{teacher.name}' already has a sub-pixel last stage")
+    return teacher.replace(subpixel_stages=1, plain_stages=max(1, teacher.plain_stages))
+
+
+def build_student(teacher: UGTSRNet) -> UGTSRNet:
+    """A student that shares every tensor of the teacher but the last decoder stage, the output
+    convolution and the uncertainty head, which start from the teacher's where that is meaningful:
+    the stage's first convolution as is, the residual blocks as identities (second convolution at
+    zero), and the output convolutions' weights repeated for the four sub-pixel phases (so the
+    student starts as a nearest-neighbour x2 of the teacher's stage run at half resolution)."""
+    cfg = student_config(teacher.config)
+    student = UGTSRNet(cfg)
+    t_state = teacher.state_dict()
+    last = f"decoder.stages.{cfg.decoder_stages - 1}."
+    new_prefixes = (last, "decoder.out_conv.", "uncertainty_head.")
+    state = {k: v for k, v in t_state.items() if not k.startswith(new_prefixes)}
+    missing, unexpected = student.load_state_dict(state, strict=False)
+    assert not unexpected, unexpected
+    with torch.no_grad():
+        s_stage = student.decoder.stages[-1]
+        t_stage = teacher.decoder.stages[-1]
+        s_stage.conv.load_state_dict(t_stage.conv.state_dict())
+        for block in s_stage.res:
+            torch.nn.init.zeros_(block.conv2.weight)
+            torch.nn.init.zeros_(block.conv2.bias)
+        r = student.decoder.shuffle ** 2
+        for s_conv, t_conv in ((student.decoder.out_conv, teacher.decoder.out_conv),) + (
+                ((student.uncertainty_head.conv3, teacher.uncertainty_head.conv3),)
+                if student.uncertainty_head is not None else ()):
+            s_conv.weight.copy_(t_conv.weight.repeat_interleave(r, dim=0))
+            s_conv.bias.copy_(t_conv.bias.repeat_interleave(r, dim=0))
+        if student.uncertainty_head is not None:
+            for name in ("conv1", "conv2"):
+                getattr(student.uncertainty_head, name).load_state_dict(getattr(teacher.uncertainty_head, name).state_dict())
+    return student
+
+
+class TailCache:
+    """Per sample: ``feat`` float16 ``(N, C, 2h', 2w')`` (the input of the last decoder stage), ``lq``
+    float32, the teacher's ``pre`` (before the post-filters), ``out`` (final, clamped) and ``unc``
+    (float16, output resolution), ``hr`` uint8 and the mixture ``component``."""
+
+    def __init__(self, feat, lq, pre, out, unc, hr, component) -> None:
+        self.feat, self.lq, self.pre, self.out, self.unc, self.hr = feat, lq, pre, out, unc, hr
+        self.component = list(component)
+
+    def __len__(self) -> int:
+        return self.lq.shape[0]
+
+
+def _last_stage_input(model: UGTSRNet, lq: torch.Tensor) -> torch.Tensor:
+    """The feature that enters the last decoder stage (after its skip fusion), for an input whose
+    size is a multiple of ``model.multiple_of``."""
+    z, skips = model.encode(lq)
+    m = model.match(z)
+    x = model.quant_out(m.z_q)
+    dec = model.decoder
+    n = len(dec.stages)
+    for i, stage in enumerate(dec.stages[:-1]):
+        if i > 0 and skips:
+            x = model.skip_fusion[i - 1](x, skips[i - 1]) if model.skip_fusion is not None else x + skips[i - 1]
+        x = stage(x)
+    if n > 1 and skips:
+        x = model.skip_fusion[n - 2](x, skips[n - 2]) if model.skip_fusion is not None else x + skips[n - 2]
+    return x
+
+
+def student_tail(model: UGTSRNet, feat: torch.Tensor, lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(pre, out, unc)`` of ``model`` from the last stage's input: the decoder's last stage, the
+    output convolution, the uncertainty head and the post-filters."""
+    x = model.decoder.stages[-1](feat)
+    o = model.decoder.out_conv(x)
+    pre = F.pixel_shuffle(o, model.decoder.shuffle) if model.decoder.shuffle > 1 else o
+    out = pre
+    if model.color_fix is not None:
+        out = model.color_fix(out, lq)
+    if model.fidelity_gate is not None:
+        out = model.fidelity_gate(out, lq)
+    unc = model.uncertainty_head(x) if model.uncertainty_head is not None else None
+    return pre, out, unc
+
+
+@torch.inference_mode()
+def build_tail_cache(teacher: UGTSRNet, data: str | Path, *, samples: int, patch_size: int, seed: int,
+                     mixture: tuple[tuple[str, float], ...], batch: int = 8) -> TailCache:
+    scale = teacher.config.scale
+    ds = HRPatchDataset(data, scale=scale, patch_size=patch_size, pipeline=None, seed=seed, length=samples)
+    cols: dict[str, list[torch.Tensor]] = {k: [] for k in ("feat", "lq", "pre", "out", "unc", "hr")}
+    names: list[str] = []
+    start = time.perf_counter()
+    pend_lq, pend_hr = [], []
+    for i in range(samples):
+        hr = ds[i]["gt"].permute(1, 2, 0).numpy()
+        rng = np.random.default_rng([seed, i, _DEGRADE_SALT])
+        name = mixed_choice(rng, mixture)
+        pair = mixture_component(name)(hr, scale=scale, rng=rng)
+        names.append(name)
+        pend_lq.append(torch.from_numpy(np.ascontiguousarray(pair.lr.transpose(2, 0, 1))).float())
+        pend_hr.append(torch.from_numpy(np.ascontiguousarray(pair.hr.transpose(2, 0, 1))).float())
+        if len(pend_lq) == batch or i == samples - 1:
+            lq = torch.stack(pend_lq)
+            if lq.shape[-1] % teacher.multiple_of or lq.shape[-2] % teacher.multiple_of:
+                raise ConfigError(f"--patch-size {patch_size}: the LR patch must be a multiple of {teacher.multiple_of}")
+            feat = _last_stage_input(teacher, lq)
+            pre, out, unc = student_tail(teacher, feat, lq)
+            cols["feat"].append(feat.half())
+            cols["lq"].append(lq)
+            cols["pre"].append(pre.half())
+            cols["out"].append(out.clamp(0, 1).half())
+            cols["unc"].append((unc if unc is not None else torch.zeros_like(pre)).half())
+            cols["hr"].append(torch.stack(pend_hr).mul(255.0).round().to(torch.uint8))
+            pend_lq, pend_hr = [], []
+            if (i + 1) % (batch * 25) == 0 or i == samples - 1:
+                logger.info("cache: %d/%d samples (%.0f s)", i + 1, samples, time.perf_counter() - start)
+    return TailCache(*(torch.cat(cols[k]) for k in ("feat", "lq", "pre", "out", "unc", "hr")), names)
+
+
+def _window(t: torch.Tensor, top: int, left: int, size: int, factor: int) -> torch.Tensor:
+    return t[..., top * factor:(top + size) * factor, left * factor:(left + size) * factor]
+
+
+@torch.no_grad()
+def evaluate(student: UGTSRNet, cache: TailCache, idx: torch.Tensor, *, batch: int = 16) -> dict[str, dict[str, float]]:
+    """Mean PSNR per component on ``idx``: student, teacher and bicubic against the HR, and the
+    student against the teacher."""
+    scale = student.config.scale
+    weight = FidelityGate.bicubic_weight(scale)
+    rows: dict[str, dict[str, list[float]]] = {}
+    for s in range(0, len(idx), batch):
+        ids = idx[s:s + batch]
+        lq = cache.lq[ids]
+        _, out, _ = student_tail(student, cache.feat[ids].float(), lq)
+        out = out.clamp(0, 1)
+        hr = cache.hr[ids].float() / 255.0
+        teacher = cache.out[ids].float()
+        vals = {"student": _psnr(out, hr), "teacher": _psnr(teacher, hr),
+                "bicubic": _psnr(bicubic_upsample(lq, weight, scale), hr), "to_teacher": _psnr(out, teacher)}
+        for j, i in enumerate(ids.tolist()):
+            d = rows.setdefault(cache.component[i], {k: [] for k in vals})
+            for k, v in vals.items():
+                d[k].append(float(v[j]))
+    table = {c: {k: float(np.mean(v)) for k, v in d.items()} | {"n": len(d["student"])} for c, d in sorted(rows.items())}
+    every = {k: [v for d in rows.values() for v in d[k]] for k in ("student", "teacher", "bicubic", "to_teacher")}
+    table["all"] = {k: float(np.mean(v)) for k, v in every.items()} | {"n": len(every["student"])}
+    return table
+
+
+def train_tail(student: UGTSRNet, cache: TailCache, train_idx: torch.Tensor, val_idx: torch.Tensor, *, iters: int,
+               batch_size: int, lr: float, seed: int, crop: int, unc_weight: float, eval_every: int,
+               log_path: Path | None, time_limit_min: float | None = None) -> list[dict]:
+    scale = student.config.scale
+    f = cache.feat.shape[-1] // cache.lq.shape[-1]  # feature pixels per LR pixel
+    c_lr = crop // scale
+    if crop % scale or c_lr > cache.lq.shape[-1] or c_lr > cache.lq.shape[-2] or c_lr < 8:
+        raise ConfigError(f"--crop {crop}: must be a multiple of {scale}, at least {8 * scale} and at most the patch size")
+    params = [p for n, p in student.named_parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, iters) / iters)))
+    g = torch.Generator().manual_seed(seed)
+    history: list[dict] = []
+    start = time.perf_counter()
+    writer = None
+    fh = open(log_path, "w", newline="") if log_path else None
+    try:
+        for step in range(1, iters + 1):
+            ids = train_idx[torch.randint(len(train_idx), (batch_size,), generator=g)]
+            h, w = cache.lq.shape[-2:]
+            top, left = int(torch.randint(h - c_lr + 1, (1,), generator=g)), int(torch.randint(w - c_lr + 1, (1,), generator=g))
+            lq = _window(cache.lq[ids], top, left, c_lr, 1)
+            feat = _window(cache.feat[ids], top, left, c_lr, f).float()
+            pre_t, out_t, unc_t = (_window(t[ids], top, left, c_lr, scale).float() for t in (cache.pre, cache.out, cache.unc))
+            pre, out, unc = student_tail(student, feat, lq)
+            loss = F.l1_loss(pre, pre_t) + F.l1_loss(out, out_t)
+            if unc is not None and unc_weight > 0:
+                loss = loss + unc_weight * F.l1_loss(unc, unc_t)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            last = step == iters or (time_limit_min is not None and time.perf_counter() - start > 60 * time_limit_min)
+            if step % eval_every == 0 or last:
+                student.eval()
+                table = evaluate(student, cache, val_idx)
+                student.train()
+                row = {"step": step, "loss": float(loss.detach()), "seconds": round(time.perf_counter() - start, 1),
+                       **{f"{c}_{k}": round(v, 4) for c, d in table.items() for k, v in d.items() if k != "n"}}
+                history.append(row)
+                a = table["all"]
+                logger.info("step %d loss %.4f  val PSNR student %.2f / teacher %.2f / bicubic %.2f, to teacher %.2f dB",
+                            step, row["loss"], a["student"], a["teacher"], a["bicubic"], a["to_teacher"])
+                if fh is not None:
+                    if writer is None:
+                        writer = csv.DictWriter(fh, fieldnames=list(row))
+                        writer.writeheader()
+                    writer.writerow(row)
+                    fh.flush()
+            if last:
+                break
+    finally:
+        if fh is not None:
+            fh.close()
+    return history
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ugtsr.train.distill_tail", description=__doc__.splitlines()[0])
+    p.add_argument("--init", required=True, help="the trained model (teacher) checkpoint")
+    p.add_argument("--data", required=True, help="folder of HR training photos")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--mixture", default=",".join(f"{n}={w}" for n, w in MIXTURE_WIDE),
+                   help="NAME=P,... over bsrgan, realesrgan, classic, light, clean (default: mixed_wide's)")
+    p.add_argument("--samples", type=int, default=1600)
+    p.add_argument("--patch-size", type=int, default=256, help="HR patch side")
+    p.add_argument("--crop", type=int, default=128, help="HR side of the random training windows")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--iters", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--unc-weight", type=float, default=0.05, help="weight of the L1 to the teacher's uncertainty map")
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--time-limit", type=float, default=None, metavar="MIN", help="stop training after MIN minutes")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        mixture = parse_mixture(args.mixture)
+        if args.iters < 1 or args.samples < 2:
+            raise ConfigError("--iters must be >= 1 and --samples >= 2")
+        if not 0 < args.val_fraction < 1:
+            raise ConfigError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+        torch.set_num_threads(args.threads)
+        t0 = time.perf_counter()
+        teacher = load_checkpoint(args.init).build_model().eval().requires_grad_(False)
+        student = build_student(teacher).eval().requires_grad_(False)
+        trainable = [student.decoder.stages[-1], student.decoder.out_conv]
+        if student.uncertainty_head is not None:
+            trainable.append(student.uncertainty_head)
+        for module in trainable:
+            module.requires_grad_(True)
+        cache = build_tail_cache(teacher, args.data, samples=args.samples, patch_size=args.patch_size, seed=args.seed,
+                                 mixture=mixture)
+        t_cache = time.perf_counter() - t0
+        n_val = max(1, int(round(len(cache) * args.val_fraction)))
+        idx = torch.arange(len(cache))
+        train_idx, val_idx = idx[:-n_val], idx[-n_val:]
+        args.out.mkdir(parents=True, exist_ok=True)
+        start_table = evaluate(student, cache, val_idx)
+        logger.info("student at initialisation: PSNR %.2f (teacher %.2f), to teacher %.2f dB", start_table["all"]["student"],
+                    start_table["all"]["teacher"], start_table["all"]["to_teacher"])
+        student.train()
+        history = train_tail(student, cache, train_idx, val_idx, iters=args.iters, batch_size=args.batch_size, lr=args.lr,
+                             seed=args.seed, crop=args.crop, unc_weight=args.unc_weight, eval_every=args.eval_every,
+                             log_path=args.out / "log.csv", time_limit_min=args.time_limit)
+        student.eval()
+        final = evaluate(student, cache, val_idx)
+        wall = time.perf_counter() - t0
+        meta = {"stage": "sr", "step": int(history[-1]["step"]), "init": str(args.init),
+                "trained_by": "ugtsr.train.distill_tail",
+                "command": " ".join([p.prog, *(argv if argv is not None else sys.argv[1:])])}
+        save_checkpoint(args.out / "final.pt", student, **meta)
+        settings = {"command": meta["command"], "seed": args.seed, "samples": len(cache), "train_samples": len(train_idx),
+                    "val_samples": len(val_idx), "patch_size": args.patch_size, "crop": args.crop, "mixture": dict(mixture),
+                    "components": {c: cache.component.count(c) for c in sorted(set(cache.component))},
+                    "steps": int(history[-1]["step"]), "batch_size": args.batch_size, "lr": args.lr,
+                    "unc_weight": args.unc_weight, "threads": args.threads, "cache_seconds": round(t_cache, 1),
+                    "wall_seconds": round(wall, 1),
+                    "trained_parameters": sum(p.numel() for p in student.parameters() if p.requires_grad),
+                    "val_start": start_table, "val_final": final}
+        write_json_atomic(args.out / "settings.json", settings)
+        logger.info("wrote %s (%d steps, %.0f s, cache %.0f s); val: student %.2f, teacher %.2f, bicubic %.2f, "
+                    "to teacher %.2f dB", args.out / "final.pt", settings["steps"], wall, t_cache, final["all"]["student"],
+                    final["all"]["teacher"], final["all"]["bicubic"], final["all"]["to_teacher"])
+        print(json.dumps({"out": str(args.out), "steps": settings["steps"], "val_final": final["all"]}, indent=1))
+    except (UGTSRError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
