@@ -80,7 +80,9 @@ def estimate_bytes_per_pixel(info: ModelInfo) -> float:
     (``benchmarks/results/latency_peakmem_512_*.json``; 6.5 tensors, 7 keeps a margin). Since the
     runtime's sessions run without ONNX Runtime's memory pattern, later calls in one process peak
     as the first (the session alone at 256x256: 12.6 KiB/px on the first and the fourth call; with
-    the pattern 24.7 from the second on). Pass ``bytes_per_pixel`` to :class:`Upscaler` to override.
+    the pattern 24.7 from the second on). Models with a sub-pixel last stage (config
+    ``subpixel_stages``) are estimated from their half-resolution features and the decoder's last
+    Align-Attention (below). Pass ``bytes_per_pixel`` to :class:`Upscaler` to override.
     """
     width = 64
     if info.config and isinstance(info.config.get("channels"), list | tuple) and info.config["channels"]:
@@ -88,7 +90,22 @@ def estimate_bytes_per_pixel(info: ModelInfo) -> float:
     elif not info.config:
         return 32 * 1024.0
     bytes_per_value = 2 if info.precision == "fp16" else 4
-    return float(info.scale**2 * width * bytes_per_value * 7)
+    if not info.config.get("subpixel_stages"):
+        return float(info.scale**2 * width * bytes_per_value * 7)
+    # sub-pixel last stage: its features are at half the output resolution (a quarter of the pixels),
+    # and the peak moves to the decoder's last Align-Attention, whose window scores and their softmax
+    # (float32) are alive at once: 2 * heads * window**2 * 4 B per position at that resolution.
+    # Calibration: runtime.infer on a 512x512 LR image, a tiny_x4-shaped graph with
+    # subpixel_stages 1: 8.9 KiB per input pixel above the loaded model; this gives 9.0.
+    positions = (info.scale / 2) ** 2
+    attention = 0.0
+    if info.config.get("skip_fusion") == "align_attention":
+        try:
+            heads, window = int(info.config.get("align_heads", 4)), int(info.config.get("align_window", 8))
+        except (TypeError, ValueError):  # not a config this package wrote: plan conservatively
+            return 32 * 1024.0
+        attention = positions * 2 * heads * window**2 * 4
+    return float(positions * width * bytes_per_value * 10 + attention)
 
 
 class Upscaler:

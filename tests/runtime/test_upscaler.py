@@ -205,3 +205,20 @@ def test_non_finite_model_output_is_one_error_naming_the_model(make_model, value
         up.upscale(np.zeros((8, 8, 3), np.uint8))
     msg = str(info.value)
     assert str(bad) in msg and "NaN or infinite" in msg and "\n" not in msg
+
+
+def test_memory_estimate_of_a_subpixel_model_is_calibrated_on_its_measured_peak():
+    """issue 13: a sub-pixel last stage has no output-resolution features; the planner's estimate
+    follows (runtime.infer on 512x512 LR measured 8.9 KiB/px above the model for tiny_x4 with
+    subpixel_stages 1, 13.0 for the GroupNorm stage at the output resolution)."""
+    from runtime.backends.base import ModelInfo
+    from runtime.upscaler import estimate_bytes_per_pixel
+    from ugtsr.config import PRESETS
+
+    cfg = PRESETS["tiny_x4"].to_dict()
+    full = estimate_bytes_per_pixel(ModelInfo(4, 16, 16, ("sr",), config=cfg))
+    sub = estimate_bytes_per_pixel(ModelInfo(4, 16, 16, ("sr",), config={**cfg, "subpixel_stages": 1}))
+    assert full == 14 * 1024
+    assert 8.9 * 1024 <= sub < full
+    odd = estimate_bytes_per_pixel(ModelInfo(4, 16, 16, ("sr",), config={**cfg, "subpixel_stages": 1, "align_heads": "x"}))
+    assert odd == 32 * 1024
