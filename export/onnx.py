@@ -207,6 +207,11 @@ def export_model(model, options: ExportOptions | None = None, *, stages: _Stages
         ctx = plugin_matching(net)
     else:
         ctx = contextlib.nullcontext()
+    # a gate whose local parts are constant (zero last layers) exports as their biases: the same
+    # values without its output-resolution convolutions (FidelityGate.fold_constant_branches). Only
+    # for the trace: the verification's reference runs the branches as trained.
+    gate = getattr(net, "fidelity_gate", None)
+    folded = gate.fold_constant_branches() if gate is not None else None
     wrapper = _export_wrapper(net, outputs)
     m = model.config.multiple_of
     max_blocks = max(2, options.max_side // m)
@@ -217,34 +222,40 @@ def export_model(model, options: ExportOptions | None = None, *, stages: _Stages
     side = options.example_blocks * m
     example = torch.rand(options.example_batch, 3, side, side)
     names = ["sr", "indices"] + (["uncertainty"] if "uncertainty" in outputs else [])
-    with ctx, warnings.catch_warnings(), torch.no_grad(), \
-            stages("trace", f"tracing '{model.config.name}' with torch.export and translating to ONNX "
-                   f"(opset {options.opset}, {options.precision}, {options.matching} matching)"):
-        warnings.simplefilter("ignore")
-        for noisy in ("torch.onnx", "onnxscript", "onnx_ir"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
-        program = None
-        if options.fast_trace:
-            from .fast_trace import fast_onnx_program
-            try:
-                program = fast_onnx_program(wrapper, (example,), dynamic_shapes=dyn, opset=options.opset,
-                                            input_names=["lq"], output_names=names, stats=stages.trace_info)
-                stages.trace_info["route"] = "fast"
-            except Exception as exc:  # any failure: the plain exporter (same graph, slower) decides
-                first = first_line(exc, 200)
-                log.info("fast trace not applicable (%s); using torch.onnx.export", first)
-                stages.trace_info.clear()
-                stages.trace_info["fast_route_failed"] = first
-        if program is None:
-            stages.trace_info["route"] = "plain"
-            try:
-                program = torch.onnx.export(
-                    wrapper, (example,), dynamo=True, dynamic_shapes=dyn, opset_version=options.opset,
-                    input_names=["lq"], output_names=names, external_data=False, optimize=False,
-                    verbose=False, report=False,
-                )
-            except Exception as exc:  # the exporter raises many types; wrap them with the cause
-                raise ExportError(f"torch.onnx.export failed for '{model.config.name}': {first_line(exc, 300)}") from exc
+    try:
+        with ctx, warnings.catch_warnings(), torch.no_grad(), \
+                stages("trace", f"tracing '{model.config.name}' with torch.export and translating to ONNX "
+                       f"(opset {options.opset}, {options.precision}, {options.matching} matching)"):
+            warnings.simplefilter("ignore")
+            for noisy in ("torch.onnx", "onnxscript", "onnx_ir"):
+                logging.getLogger(noisy).setLevel(logging.ERROR)
+            program = None
+            if options.fast_trace:
+                from .fast_trace import fast_onnx_program
+                try:
+                    program = fast_onnx_program(wrapper, (example,), dynamic_shapes=dyn, opset=options.opset,
+                                                input_names=["lq"], output_names=names, stats=stages.trace_info)
+                    stages.trace_info["route"] = "fast"
+                except Exception as exc:  # any failure: the plain exporter (same graph, slower) decides
+                    first = first_line(exc, 200)
+                    log.info("fast trace not applicable (%s); using torch.onnx.export", first)
+                    stages.trace_info.clear()
+                    stages.trace_info["fast_route_failed"] = first
+            if program is None:
+                stages.trace_info["route"] = "plain"
+                try:
+                    program = torch.onnx.export(
+                        wrapper, (example,), dynamo=True, dynamic_shapes=dyn, opset_version=options.opset,
+                        input_names=["lq"], output_names=names, external_data=False, optimize=False,
+                        verbose=False, report=False,
+                    )
+                except Exception as exc:  # the exporter raises many types; wrap them with the cause
+                    raise ExportError(f"torch.onnx.export failed for '{model.config.name}': {first_line(exc, 300)}") from exc
+    finally:
+        if gate is not None:
+            gate.constant_body = gate.constant_context = False
+    if folded is not None:
+        stages.trace_info["gate_constant_body"], stages.trace_info["gate_constant_context"] = folded
     if options.optimize:
         with warnings.catch_warnings(), stages("optimize", "optimising the graph (onnxscript: constant folding, "
                                                "dead code)"):

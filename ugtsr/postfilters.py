@@ -165,6 +165,27 @@ class FidelityGate(nn.Module):
             nn.init.zeros_(self.global_head[-1].weight)
             nn.init.zeros_(self.global_head[-1].bias)
         self.register_buffer("bicubic", self.bicubic_weight(self.scale), persistent=False)
+        #: set by :meth:`fold_constant_branches` (inference graphs): the body's / the context's
+        #: logits do not depend on the input, so they are their last layer's bias
+        self.constant_body = False
+        self.constant_context = False
+
+    def fold_constant_branches(self) -> tuple[bool, bool]:
+        """For inference: mark the body and the context as constant where their last convolution's
+        weights are all zero, so that :meth:`weight_map` uses that layer's bias instead of running
+        the branch. Returns ``(constant_body, constant_context)``.
+
+        The shipped third and fourth default models blend one weight per image: their gate was fitted
+        with the local parts' last layers at zero (``ugtsr.train.gate_cache --iters 0``), and the body
+        then ran three convolutions at the output resolution (16 channels, 3 % of the FLOPs and a
+        large share of the memory of tiny_x4) to produce a constant. The values are those of the
+        branches (a zero-weight convolution gives its bias; bilinear upsampling of a constant is that
+        constant up to rounding, below 1e-6). Training never calls this; call it again after the
+        weights change."""
+        with torch.no_grad():
+            self.constant_body = bool((self.body[-1].weight == 0).all())
+            self.constant_context = self.context is not None and bool((self.context[-1].weight == 0).all())
+        return self.constant_body, self.constant_context
 
     def global_estimate(self, lq: torch.Tensor) -> torch.Tensor:
         """``(B, 1 [+ hidden])``: the image-level logit offset (and the context's feature biases)."""
@@ -183,11 +204,16 @@ class FidelityGate(nn.Module):
         return w.float()
 
     def weight_map(self, sr: torch.Tensor, bic: torch.Tensor, lq: torch.Tensor | None = None) -> torch.Tensor:
-        logits = self.body(torch.cat([bic, sr], dim=1))
         if (self.context is not None or self.global_head is not None) and lq is None:
             raise ValueError("a gate with context needs the LR input")
+        if self.constant_body:  # (B|1, 1, 1, 1): broadcast below
+            logits = self.body[-1].bias.to(sr.dtype).view(1, 1, 1, 1)
+        else:
+            logits = self.body(torch.cat([bic, sr], dim=1))
         g = self.global_estimate(lq.to(sr.dtype)) if self.global_head is not None else None
-        if self.context is not None:
+        if self.context is not None and self.constant_context:
+            logits = logits + self.context[-1].bias.to(sr.dtype).view(1, 1, 1, 1)
+        elif self.context is not None:
             lq = lq.to(sr.dtype)
             if g is None:
                 c = self.context(lq)

@@ -397,5 +397,7 @@ def test_subpixel_tail_exports_verified(tmp_path):
     res = onnx_from_checkpoint(ckpt, tmp_path / "sp.onnx", options=ExportOptions(outputs=("sr", "indices", "uncertainty")))
     assert res.report["passed"], res.report["failure"]
     assert sum(n.op_type == "DepthToSpace" for n in onnx.load(str(res.path)).graph.node) >= 3  # sr, head, bicubic
+    # the fresh gate's body ends in zero weights: traced as its bias, verified against the branch
+    assert res.report["trace"]["gate_constant_body"] is True
     x = np.random.default_rng(5).random((1, 3, 37, 45), dtype=np.float32)
     _assert_parity(_run(res.path, x), _torch_ref(model, x))

@@ -261,3 +261,38 @@ def test_detached_uncertainty_input_keeps_the_head_gradient_off_the_decoder():
         assert head is not None and float(head.abs().sum()) > 0
         assert dec is None
         assert (stage is None) == detach
+
+
+def test_constant_gate_branches_fold_to_their_biases_with_the_same_output():
+    """issue 13: a gate whose body and context end in zero weights (the shipped models' fit) is
+    folded for inference to the last layers' biases: the same blend, no output-resolution
+    convolutions; a branch with any non-zero weight is not folded; training never folds."""
+    torch.manual_seed(0)
+    gate = FidelityGate(4, context=True, global_context=True).eval()
+    with torch.no_grad():
+        for layer in (gate.global_head[-1], gate.body[-1], gate.context[-1]):
+            layer.bias.normal_()
+        gate.global_head[-1].weight.normal_(0, 0.3)
+    sr, lq = torch.rand(2, 3, 64, 48), torch.rand(2, 3, 16, 12)
+    with torch.no_grad():
+        ref = gate(sr, lq)
+        assert gate.fold_constant_branches() == (True, True)
+        calls = []
+        hooks = [m.register_forward_hook(lambda *a: calls.append(1)) for m in (*gate.body, *gate.context)]
+        got = gate(sr, lq)
+        for h in hooks:
+            h.remove()
+    assert not calls  # neither branch ran
+    assert torch.allclose(got, ref, atol=1e-6, rtol=0) and not torch.equal(ref, sr)
+    with torch.no_grad():
+        gate.context[-1].weight[0, 0, 1, 1] = 0.5  # the context now depends on the input
+    assert gate.fold_constant_branches() == (True, False)
+    with torch.no_grad():
+        assert torch.allclose(gate(sr, lq), FidelityGate.forward(_unfolded(gate), sr, lq), atol=1e-6, rtol=0)
+
+
+def _unfolded(gate):
+    import copy
+    g = copy.deepcopy(gate)
+    g.constant_body = g.constant_context = False
+    return g
