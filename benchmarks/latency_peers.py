@@ -8,8 +8,10 @@ to ONNX here with dynamic H/W):
 * ``RealESRGAN_x4plus`` -- ``RRDBNet`` (64 features, 23 RRDB blocks, growth 32), Real-ESRGAN's x4 model.
 
 Ours: the shipped model (``runtime/models/ugtsr_tiny_x4.onnx``), or the ONNX graphs given with
-``--ours`` (exports of one checkpoint, e.g. before/after an optimisation, or ``--outputs sr``), and
-the checkpoint (``--checkpoint``; default: the ``.pt`` next to the first graph) for the FLOP count.
+``--ours`` (e.g. before/after an optimisation, or two releases). The FLOPs of each graph are counted
+on the network its metadata describes (its config, and the gate branches the export folded to
+constants); ``--checkpoint`` only for a graph without that metadata.
+
 Each graph is run for all of its outputs: ONNX Runtime runs every node of the graph whatever
 outputs ``session.run`` asks for (checked with its profiler: the uncertainty head's convolutions
 and ``Tanh`` run when only ``sr`` is fetched), so a graph without the head is a separate export.
@@ -80,7 +82,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--peer-cache", metavar="DIR", default=None,
                    help="keep the exported peer ONNX files here and reuse them (default: a temporary folder)")
     g.add_argument("--ours", nargs="+", metavar="MODEL.onnx", default=None,
-                   help="ONNX graphs of ours (default: the shipped model); FLOPs from --checkpoint")
+                   help="ONNX graphs of ours (default: the shipped model); FLOPs from each graph's config metadata")
     g.add_argument("--no-peak", action="store_true", help="with --peers: skip the peak-memory processes")
     g.add_argument("--no-plot", action="store_true", help="with --peers: no PNG")
 
@@ -231,9 +233,27 @@ def _ours(args: argparse.Namespace) -> tuple[list[Path], Path]:
     for p in graphs:
         if not p.is_file():
             raise ConfigError(f"{p}: ONNX model not found (--ours)")
-    if not ckpt.is_file():
-        raise ConfigError(f"{ckpt}: checkpoint not found (give --checkpoint: the FLOPs are counted on it)")
-    return graphs, ckpt
+    return graphs, ckpt  # the checkpoint is read only for a graph without config metadata
+
+
+def _flop_model(path: Path) -> tuple[Any, str]:
+    """The network a graph computes, for counting its FLOPs: built from the config in the graph's
+    metadata (random weights: FLOPs do not depend on them), with the gate branches that the export
+    folded to constants (metadata ``gate_constant_branches``) folded here too. ``(None, "")`` for a
+    graph without a config."""
+    import onnx
+
+    import ugtsr
+
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    if "config" not in meta:
+        return None, ""
+    model = ugtsr.build_model(ugtsr.UGTSRConfig.from_json(meta["config"])).eval()
+    folded = set(filter(None, meta.get("gate_constant_branches", "").split(",")))
+    if model.fidelity_gate is not None:
+        model.fidelity_gate.constant_body = "body" in folded
+        model.fidelity_gate.constant_context = "context" in folded
+    return model, f"config of {path.name}" + (f" (gate {', '.join(sorted(folded))} folded)" if folded else "")
 
 
 def _graph_outputs(path: Path) -> list[str]:
@@ -261,7 +281,7 @@ def run_peers(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
         raise ConfigError("--peer-threads must be >= 1")
     torch.set_num_threads(max(threads))
     graphs, ckpt_path = _ours(args)
-    ours_model = ugtsr.load_model(ckpt_path).eval()
+    fallback_model = None
     with tempfile.TemporaryDirectory(prefix="ugtsr_peers_") as tmp:
         folder = Path(args.peer_cache) if args.peer_cache else Path(tmp)
         models: dict[str, dict[str, Any]] = {}
@@ -270,8 +290,15 @@ def run_peers(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
             outputs = _graph_outputs(path)
             if "sr" not in outputs:
                 raise ConfigError(f"{path}: no 'sr' output (outputs: {', '.join(outputs)})")
+            ours_model, counted_on = _flop_model(path)
+            if ours_model is None:  # no config in the graph: the checkpoint's model
+                if fallback_model is None:
+                    if not ckpt_path.is_file():
+                        raise ConfigError(f"{path} carries no config and {ckpt_path} is missing: give --checkpoint")
+                    fallback_model = ugtsr.load_model(ckpt_path).eval()
+                ours_model, counted_on = fallback_model, str(ckpt_path)
             models[label] = {"kind": "ours", "onnx": path, "torch": ours_model, "outputs": outputs,
-                             "info": {"onnx": str(path), "checkpoint": str(ckpt_path),
+                             "info": {"onnx": str(path), "flops_counted_on": counted_on,
                                       "parameters": sum(p.numel() for p in ours_model.parameters())}}
         for name in PEERS:
             model, path, info = _peer_onnx(name, folder, args.seed)

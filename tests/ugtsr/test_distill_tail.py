@@ -59,10 +59,10 @@ def test_main_trains_towards_the_teacher_and_writes_a_loadable_checkpoint(tmp_pa
     out = tmp_path / "out"
     rc = dt.main(["--init", str(init), "--data", str(data), "--out", str(out), "--samples", "20", "--patch-size", "64",
                   "--crop", "48", "--iters", "40", "--eval-every", "20", "--batch-size", "4", "--lr", "3e-3",
-                  "--mixture", "bsrgan=1,clean=1"])
+                  "--mixture", "bsrgan=1,clean=1", "--hr-weight", "0.2"])
     assert rc == 0
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["steps"] == 40 and settings["val_samples"] == 2
+    assert settings["steps"] == 40 and settings["val_samples"] == 2 and settings["hr_weight"] == 0.2
     assert settings["val_final"]["all"]["to_teacher"] > settings["val_start"]["all"]["to_teacher"]
     model = ugtsr.load_model(out / "final.pt")
     assert model.config.subpixel_stages == 1

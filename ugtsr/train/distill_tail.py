@@ -16,8 +16,9 @@ head train, on cached inputs:
    ``ugtsr.degrade`` components (as ``ugtsr.train.gate_cache`` does); the teacher runs once on each
    and the cache keeps the input of its last stage (float16), the LR, the teacher's output before
    the post-filters, its final output and its uncertainty map.
-2. Adam on the student's stage and head: L1 to the teacher's output before and after the
-   post-filters plus ``--unc-weight`` x L1 to its uncertainty map, cosine decay, on random windows
+2. Adam on the student's stage and head: ``--teacher-weight`` x the L1 to the teacher's output
+   before and after the post-filters, ``--hr-weight`` x the L1 of the final output to the HR patch
+   and ``--unc-weight`` x the L1 to the teacher's uncertainty map, cosine decay, on random windows
    (``--crop``) of the cached patches.
 
 A tenth of the samples (``--val-fraction``) is held back: every ``--eval-every`` steps the log
@@ -214,6 +215,7 @@ def evaluate(student: UGTSRNet, cache: TailCache, idx: torch.Tensor, *, batch: i
 
 def train_tail(student: UGTSRNet, cache: TailCache, train_idx: torch.Tensor, val_idx: torch.Tensor, *, iters: int,
                batch_size: int, lr: float, seed: int, crop: int, unc_weight: float, eval_every: int,
+               teacher_weight: float = 1.0, hr_weight: float = 0.0,
                log_path: Path | None, time_limit_min: float | None = None) -> list[dict]:
     scale = student.config.scale
     f = cache.feat.shape[-1] // cache.lq.shape[-1]  # feature pixels per LR pixel
@@ -237,7 +239,9 @@ def train_tail(student: UGTSRNet, cache: TailCache, train_idx: torch.Tensor, val
             feat = _window(cache.feat[ids], top, left, c_lr, f).float()
             pre_t, out_t, unc_t = (_window(t[ids], top, left, c_lr, scale).float() for t in (cache.pre, cache.out, cache.unc))
             pre, out, unc = student_tail(student, feat, lq)
-            loss = F.l1_loss(pre, pre_t) + F.l1_loss(out, out_t)
+            loss = teacher_weight * (F.l1_loss(pre, pre_t) + F.l1_loss(out, out_t))
+            if hr_weight > 0:
+                loss = loss + hr_weight * F.l1_loss(out, _window(cache.hr[ids], top, left, c_lr, scale).float() / 255.0)
             if unc is not None and unc_weight > 0:
                 loss = loss + unc_weight * F.l1_loss(unc, unc_t)
             opt.zero_grad(set_to_none=True)
@@ -284,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--unc-weight", type=float, default=0.05, help="weight of the L1 to the teacher's uncertainty map")
+    p.add_argument("--teacher-weight", type=float, default=1.0,
+                   help="weight of the L1 to the teacher's output before and after the post-filters")
+    p.add_argument("--hr-weight", type=float, default=0.0,
+                   help="weight of an L1 of the final output to the HR patch (0: distillation only)")
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
@@ -318,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         student.train()
         history = train_tail(student, cache, train_idx, val_idx, iters=args.iters, batch_size=args.batch_size, lr=args.lr,
                              seed=args.seed, crop=args.crop, unc_weight=args.unc_weight, eval_every=args.eval_every,
+                             teacher_weight=args.teacher_weight, hr_weight=args.hr_weight,
                              log_path=args.out / "log.csv", time_limit_min=args.time_limit)
         student.eval()
         final = evaluate(student, cache, val_idx)
@@ -330,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                     "val_samples": len(val_idx), "patch_size": args.patch_size, "crop": args.crop, "mixture": dict(mixture),
                     "components": {c: cache.component.count(c) for c in sorted(set(cache.component))},
                     "steps": int(history[-1]["step"]), "batch_size": args.batch_size, "lr": args.lr,
-                    "unc_weight": args.unc_weight, "threads": args.threads, "cache_seconds": round(t_cache, 1),
+                    "unc_weight": args.unc_weight, "teacher_weight": args.teacher_weight, "hr_weight": args.hr_weight,
+                    "threads": args.threads, "cache_seconds": round(t_cache, 1),
                     "wall_seconds": round(wall, 1),
                     "trained_parameters": sum(p.numel() for p in student.parameters() if p.requires_grad),
                     "val_start": start_table, "val_final": final}
