@@ -269,6 +269,8 @@ def export_model(model, options: ExportOptions | None = None, *, stages: _Stages
                 if options.pad_input else "adding metadata and checking the graph"):
         proto = program.model_proto
         meta = _metadata(model, options, outputs)
+        if folded is not None and any(folded):  # what the graph computes as a constant (benchmarks count FLOPs by it)
+            meta["gate_constant_branches"] = ",".join(n for n, f in zip(("body", "context"), folded) if f)
         del proto.metadata_props[:]
         for k, v in meta.items():
             entry = proto.metadata_props.add()

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Ship and measure the fourth default x4 model (issue 13), after scripts/train_default_model_v4_cpu.sh:
-# slim checkpoint, export (FP32 and FP16, verified), held-out quality beside the third release, latency
-# beside the third release (as shipped and re-exported with the gate fold) and the Compact peer, peak
-# memory of runtime.infer on a 512x512 LR, export time, the figure. Run from the repository root on
-# the otherwise idle machine. X4: the chosen checkpoint; PREV: the third release's ONNX and .pt
+# Ship and measure the fourth default x4 model (issue 13), after scripts/train_default_model_v4_cpu.sh, and
+# re-export the x2 model with the current exporter (the gate fold: the same values, fewer nodes). Run from
+# the repository root on the otherwise idle machine:
+#   slim checkpoint; export (FP32 and FP16, verified) of x4 and x2; held-out quality of the new x4 beside
+#   the third release; latency beside the third release (as shipped, and re-exported with the gate fold)
+#   and the Compact peer; peak memory of runtime.infer on a 512x512 LR; export time; the figure.
+# X4: the chosen checkpoint; PREV: the third release's x4 ONNX and .pt
 # (git show 072289f:runtime/models/ugtsr_tiny_x4.{onnx,pt}).
 set -euo pipefail
 . .venv/bin/activate
@@ -13,33 +15,33 @@ X4=${X4:?the chosen checkpoint}
 PREV=${PREV:-/tmp/v3_x4.onnx}
 [ -f "$PREV" ] || git show 072289f:runtime/models/ugtsr_tiny_x4.onnx > "$PREV"
 [ -f "${PREV%.onnx}.pt" ] || git show 072289f:runtime/models/ugtsr_tiny_x4.pt > "${PREV%.onnx}.pt"
-NAME4=${NAME4:-UGTSR tiny x4 (v4)}
+PREV_FOLDED=${PREV%.onnx}_folded.onnx
 DRAWS=${DRAWS:-2}
 CROP=${CROP:-512}
 python scripts/slim_checkpoints.py --files "$X4" "$M/ugtsr_tiny_x4.pt" --license \
     "Apache-2.0 for the weights (trained by this project); training photos: public-domain / CC0 / BSD photos shipped in Python packages and the GPL-2+ photographs of Debian's mate-backgrounds (model card)"
-python -m export.onnx "$M/ugtsr_tiny_x4.pt" -o "$M/ugtsr_tiny_x4.onnx" --overwrite --json "$R/export_default_model_x4.json"
-python -m export.onnx "$M/ugtsr_tiny_x4.pt" -o /tmp/ugtsr_tiny_x4_fp16.onnx --overwrite --precision fp16 \
-    --json "$R/export_default_model_x4_fp16.json"
-python -m export.check "$M/ugtsr_tiny_x4.onnx" > "$R/export_check_default_model_x4.txt"
-# the third release re-exported by the current code (gate fold), for the side-by-side latency
-PREV_FOLDED=${PREV%.onnx}_folded.onnx
+for s in 4 2; do
+  python -m export.onnx "$M/ugtsr_tiny_x$s.pt" -o "$M/ugtsr_tiny_x$s.onnx" --overwrite --json "$R/export_default_model_x$s.json"
+  python -m export.onnx "$M/ugtsr_tiny_x$s.pt" -o "/tmp/ugtsr_tiny_x${s}_fp16.onnx" --overwrite --precision fp16 \
+      --json "$R/export_default_model_x${s}_fp16.json"
+  python -m export.check "$M/ugtsr_tiny_x$s.onnx" > "$R/export_check_default_model_x$s.txt"
+done
 python -m export.onnx "${PREV%.onnx}.pt" -o "$PREV_FOLDED" --overwrite --json /tmp/prev_folded_export.json
 for pipe in bsrgan bsrgan_plus realesrgan classic bicubic; do
   d=$DRAWS; [ "$pipe" = bicubic ] && d=1
-  python -m benchmarks.quality --model "$M/ugtsr_tiny_x4.onnx" --name "$NAME4" --model "$PREV" --name "previous default" \
-      --data data/photos/val --scale 4 --pipeline "$pipe" --seed 0 --draws "$d" --crop "$CROP" --threads 2 \
-      --tag "default_model_${pipe}_x4"
+  python -m benchmarks.quality --model "$M/ugtsr_tiny_x4.onnx" --name "UGTSR tiny x4 (v4)" --model "$PREV" \
+      --name "previous default" --data data/photos/val --scale 4 --pipeline "$pipe" --seed 0 --draws "$d" \
+      --crop "$CROP" --threads 2 --tag "default_model_${pipe}_x4"
 done
 python scripts/quality_per_photo.py "$R"/quality_default_model_{bsrgan,bsrgan_plus,realesrgan,classic,bicubic}_x4.json \
     > "$R/quality_default_model_per_photo_x4.md"
 python scripts/quality_table.py "$R"/quality_default_model_{bsrgan,bsrgan_plus,realesrgan,classic,bicubic}_x4.json \
     > "$R/quality_default_model_table_x4.md"
-python -m benchmarks.latency --peers --ours "$M/ugtsr_tiny_x4.onnx" "$PREV" "$PREV_FOLDED" --sizes 128 \
+python -m benchmarks.latency --peers --ours "$M/ugtsr_tiny_x4.onnx" "$PREV_FOLDED" "$PREV" --sizes 128 \
     --peer-threads 1 2 --rrdb-max-side 1 --no-peak --tag default_model_v4_latency
 for model in "$M/ugtsr_tiny_x4.onnx" "$PREV"; do
   python -m benchmarks.latency --peak-memory --onnx "$model" --peak-size 512 --peak-tile 256 --threads 1 \
-      --tag "peakmem_512_$(basename "${model%.onnx}")_v4run"
+      --tag "peakmem_512_$(basename "${model%.onnx}")_v4"
 done
 python -m benchmarks.export_time --checkpoint "$M/ugtsr_tiny_x4.pt" --repeats 2 --out "$R/export_time_v4.json"
 python scripts/make_figure.py --hr data/photos/val/chelsea.png --crop 100,20,240 --zoom 1 --seed 1 --out docs/before_after.png
