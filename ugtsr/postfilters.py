@@ -192,7 +192,9 @@ class FidelityGate(nn.Module):
         assert self.global_features is not None and self.global_head is not None
         high = lq - F.avg_pool2d(lq, 3, stride=1, padding=1, count_include_pad=False)
         f = self.global_features(torch.cat([lq, 8.0 * high], dim=1)).float()  # FP16 graphs: statistics in FP32
-        pooled = torch.cat([f.mean(dim=(2, 3)), torch.log(f.square().mean(dim=(2, 3)) + 1e-6)], dim=1)
+        # f * f, not f.square(): the same values, and aten.square has no translation in torch.onnx's
+        # registry, which made the export run its whole decomposition pass (issue 13: ~6 s of 19)
+        pooled = torch.cat([f.mean(dim=(2, 3)), torch.log((f * f).mean(dim=(2, 3)) + 1e-6)], dim=1)
         return self.global_head(pooled.to(lq.dtype))
 
     @staticmethod

@@ -121,3 +121,17 @@ def test_optimizer_runs_onnxscripts_pipeline_with_one_rule_less():
     everything = [r.name for r in rewriter._DEFAULT_REWRITE_RULES]
     assert "SlicesSplit" in everything
     assert seen == [[n for n in everything if n != "SlicesSplit"]]
+
+
+def test_the_shipped_models_take_the_one_trace_route(tmp_path):
+    """issue 13: every operator of the shipped models' traced graphs has an ONNX translation, so the
+    export skips torch.onnx's decomposition and type promotion (the third release's gate used
+    ``aten.square``, which has none, and the decomposition pass made its export ~1.9x slower)."""
+    from export.onnx import ExportOptions, onnx_from_checkpoint
+    from runtime.models import SHIPPED_MODELS, models_folder
+
+    for name, model in SHIPPED_MODELS.items():
+        res = onnx_from_checkpoint(models_folder() / model.checkpoint, tmp_path / f"{name}.onnx",
+                                   options=ExportOptions(verify=False))
+        trace = res.report["trace"]
+        assert trace["route"] == "fast" and trace["decomposition"] is False and trace["type_promotion"] is False, (name, trace)
