@@ -64,6 +64,8 @@ def test_main_trains_towards_the_teacher_and_writes_a_loadable_checkpoint(tmp_pa
     settings = json.loads((out / "settings.json").read_text())
     assert settings["steps"] == 40 and settings["val_samples"] == 2 and settings["hr_weight"] == 0.2
     assert settings["val_final"]["all"]["to_teacher"] > settings["val_start"]["all"]["to_teacher"]
+    rows = (out / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("step,loss,seconds,") and [r.split(",")[0] for r in rows[1:]] == ["20", "40"]
     model = ugtsr.load_model(out / "final.pt")
     assert model.config.subpixel_stages == 1
     with torch.no_grad():

@@ -32,7 +32,6 @@ and ``OUT/settings.json`` (command, seed, samples, steps, wall time).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import math
@@ -52,7 +51,7 @@ from ..errors import ConfigError, UGTSRError
 from ..model import UGTSRNet
 from ..postfilters import FidelityGate, bicubic_upsample
 from .gate_cache import _psnr, parse_mixture
-from .logs import write_json_atomic
+from .logs import CsvRows, write_json_atomic
 
 __all__ = ["student_config", "build_student", "TailCache", "build_tail_cache", "student_tail", "main"]
 
@@ -228,9 +227,7 @@ def train_tail(student: UGTSRNet, cache: TailCache, train_idx: torch.Tensor, val
     g = torch.Generator().manual_seed(seed)
     history: list[dict] = []
     start = time.perf_counter()
-    writer = None
-    fh = open(log_path, "w", newline="") if log_path else None
-    try:
+    with CsvRows(log_path) as log_rows:
         for step in range(1, iters + 1):
             ids = train_idx[torch.randint(len(train_idx), (batch_size,), generator=g)]
             h, w = cache.lq.shape[-2:]
@@ -259,17 +256,9 @@ def train_tail(student: UGTSRNet, cache: TailCache, train_idx: torch.Tensor, val
                 a = table["all"]
                 logger.info("step %d loss %.4f  val PSNR student %.2f / teacher %.2f / bicubic %.2f, to teacher %.2f dB",
                             step, row["loss"], a["student"], a["teacher"], a["bicubic"], a["to_teacher"])
-                if fh is not None:
-                    if writer is None:
-                        writer = csv.DictWriter(fh, fieldnames=list(row))
-                        writer.writeheader()
-                    writer.writerow(row)
-                    fh.flush()
+                log_rows.write(row)
             if last:
                 break
-    finally:
-        if fh is not None:
-            fh.close()
     return history
 
 

@@ -26,7 +26,6 @@ bicubic (w = 1). Writes ``OUT/final.pt`` (a normal checkpoint: ``python -m expor
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import math
@@ -44,7 +43,7 @@ from ..degrade.simple import COMPONENTS, MIXTURE_WIDE, mixed_choice, mixture_com
 from ..errors import ConfigError, UGTSRError
 from ..model import UGTSRNet
 from ..postfilters import FidelityGate, bicubic_upsample
-from .logs import write_json_atomic
+from .logs import CsvRows, write_json_atomic
 
 __all__ = ["parse_mixture", "build_cache", "GateCache", "optimal_global_weights", "pretrain_global", "train_gate", "main"]
 
@@ -226,9 +225,7 @@ def train_gate(model: UGTSRNet, cache: GateCache, train_idx: torch.Tensor, val_i
     history: list[dict] = []
     snapshots: list[dict[str, torch.Tensor]] = []
     start = time.perf_counter()
-    writer = None
-    fh = open(log_path, "w", newline="") if log_path else None
-    try:
+    with CsvRows(log_path) as log_rows:
         for step in range(1, iters + 1):
             ids = train_idx[torch.randint(len(train_idx), (batch_size,), generator=g)]
             k = int(torch.randint(8, (1,), generator=g))
@@ -257,17 +254,9 @@ def train_gate(model: UGTSRNet, cache: GateCache, train_idx: torch.Tensor, val_i
                             table["all"]["gate"], table["all"]["network"], table["all"]["bicubic"],
                             ", ".join(f"{c} {d['gate'] - d['bicubic']:+.2f} w {d['weight']:.2f}"
                                       for c, d in table.items() if c != "all"))
-                if fh is not None:
-                    if writer is None:
-                        writer = csv.DictWriter(fh, fieldnames=list(row))
-                        writer.writeheader()
-                    writer.writerow(row)
-                    fh.flush()
+                log_rows.write(row)
             if last:
                 break
-    finally:
-        if fh is not None:
-            fh.close()
     avg = {n: torch.stack([s[n].float() for s in snapshots]).mean(0).to(snapshots[-1][n].dtype) for n in snapshots[-1]}
     return avg, history
 

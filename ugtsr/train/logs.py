@@ -23,7 +23,7 @@ import torch
 from .. import __version__
 from ..fileio import atomic_write_bytes
 
-__all__ = ["LOG_COLUMNS", "LOSS_COLUMNS", "RunLog", "write_json_atomic", "environment", "launch_record"]
+__all__ = ["LOG_COLUMNS", "LOSS_COLUMNS", "RunLog", "CsvRows", "write_json_atomic", "environment", "launch_record"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,35 @@ class RunLog:
         self._fh.close()
         if self.tb is not None:
             self.tb.close()
+
+
+class CsvRows:
+    """A CSV file whose header is the first row's keys; every row is flushed (a killed run keeps
+    what it logged). ``CsvRows(None)`` writes nothing. Use as a context manager."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self._fh = open(path, "w", newline="") if path else None
+        self._writer: csv.DictWriter | None = None
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        if self._fh is None:
+            return
+        if self._writer is None:
+            self._writer = csv.DictWriter(self._fh, fieldnames=list(row))
+            self._writer.writeheader()
+        self._writer.writerow(row)
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> CsvRows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def launch_record(options: Mapping[str, Any], config: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
