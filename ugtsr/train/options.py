@@ -185,7 +185,25 @@ class TrainOptions:
         if self.fidelity_gate_global:
             changes["fidelity_gate_global"] = True
         preset = PRESETS[self.preset]
+        changes.update(self._init_decoder_tail(preset))
         return preset.replace(**changes) if changes else preset
+
+    def _init_decoder_tail(self, preset: UGTSRConfig) -> dict[str, Any]:
+        """The decoder-tail architecture of an SR ``--init`` checkpoint (``subpixel_stages``,
+        ``plain_stages``) where it differs from the preset's: fine-tuning the shipped fourth default
+        model (a sub-pixel, norm-free last stage) keeps that stage instead of failing on its shapes."""
+        if not self.init or self.stage == "prior":
+            return {}
+        from ..checkpoint import load_checkpoint
+        from ..errors import CheckpointError
+
+        try:
+            cfg = load_checkpoint(self.init).config
+        except CheckpointError:
+            return {}  # a FeMaSR file or an unreadable one: the model loaders report it
+        if cfg.is_prior:
+            return {}
+        return {f: getattr(cfg, f) for f in ("subpixel_stages", "plain_stages") if getattr(cfg, f) != getattr(preset, f)}
 
     def _check_stage_flags(self, bad: Any) -> None:
         if self.stage == "prior":
