@@ -139,14 +139,22 @@ class Decoder(nn.Module):
         self.shuffle = 2 if config.subpixel_stages else 1
         self.out_conv = nn.Conv2d(ch[-1], 3 * self.shuffle ** 2, 3, padding=1)
 
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], fusion: nn.ModuleList | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x``: after quant_out ``(B, ch0, h, w)``. Returns ``(sr, last feature (B, ch[-1], Lh, Lw))``
-        with ``L = latent_scale`` (``L / 2`` with ``subpixel_stages``)."""
+    def last_stage_input(self, x: torch.Tensor, skips: list[torch.Tensor], fusion: nn.ModuleList | None) -> torch.Tensor:
+        """The feature that enters the last stage: every stage before it, and each stage's skip
+        fusion (``ugtsr.train.distill_tail`` trains a new last stage on it)."""
         for i, stage in enumerate(self.stages):
             if i > 0 and skips:
                 skip = skips[i - 1]
                 x = fusion[i - 1](x, skip) if fusion is not None else x + skip
+            if i == len(self.stages) - 1:
+                return x
             x = stage(x)
+        raise AssertionError("unreachable: a decoder has at least one stage")
+
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], fusion: nn.ModuleList | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x``: after quant_out ``(B, ch0, h, w)``. Returns ``(sr, last feature (B, ch[-1], Lh, Lw))``
+        with ``L = latent_scale`` (``L / 2`` with ``subpixel_stages``)."""
+        x = self.stages[-1](self.last_stage_input(x, skips, fusion))
         out = self.out_conv(x)
         return (F.pixel_shuffle(out, self.shuffle) if self.shuffle > 1 else out), x
 

@@ -119,17 +119,7 @@ def _last_stage_input(model: UGTSRNet, lq: torch.Tensor) -> torch.Tensor:
     """The feature that enters the last decoder stage (after its skip fusion), for an input whose
     size is a multiple of ``model.multiple_of``."""
     z, skips = model.encode(lq)
-    m = model.match(z)
-    x = model.quant_out(m.z_q)
-    dec = model.decoder
-    n = len(dec.stages)
-    for i, stage in enumerate(dec.stages[:-1]):
-        if i > 0 and skips:
-            x = model.skip_fusion[i - 1](x, skips[i - 1]) if model.skip_fusion is not None else x + skips[i - 1]
-        x = stage(x)
-    if n > 1 and skips:
-        x = model.skip_fusion[n - 2](x, skips[n - 2]) if model.skip_fusion is not None else x + skips[n - 2]
-    return x
+    return model.decoder.last_stage_input(model.quant_out(model.match(z).z_q), skips, model.skip_fusion)
 
 
 def student_tail(model: UGTSRNet, feat: torch.Tensor, lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
