@@ -154,7 +154,12 @@ class Decoder(nn.Module):
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor], fusion: nn.ModuleList | None) -> tuple[torch.Tensor, torch.Tensor]:
         """``x``: after quant_out ``(B, ch0, h, w)``. Returns ``(sr, last feature (B, ch[-1], Lh, Lw))``
         with ``L = latent_scale`` (``L / 2`` with ``subpixel_stages``)."""
-        x = self.stages[-1](self.last_stage_input(x, skips, fusion))
+        return self.finish(self.last_stage_input(x, skips, fusion))
+
+    def finish(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last stage and the output convolution on :meth:`last_stage_input`'s feature:
+        ``(sr, last feature)`` as :meth:`forward` returns them."""
+        x = self.stages[-1](x)
         out = self.out_conv(x)
         return (F.pixel_shuffle(out, self.shuffle) if self.shuffle > 1 else out), x
 
@@ -264,11 +269,15 @@ class UGTSRNet(nn.Module):
         z, skips = self.encode(x)
         m = self.match(z)
         sr, unc = self.decode(m.z_q, skips)
+        return UGTSROutput(sr=self.post_filter(sr, x), uncertainty=unc, z=z, match=m)
+
+    def post_filter(self, sr: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+        """The colour fix and the fidelity gate (those the config has) on the decoder's output."""
         if self.color_fix is not None:
-            sr = self.color_fix(sr, x)
+            sr = self.color_fix(sr, lq)
         if self.fidelity_gate is not None:
-            sr = self.fidelity_gate(sr, x)
-        return UGTSROutput(sr=sr, uncertainty=unc, z=z, match=m)
+            sr = self.fidelity_gate(sr, lq)
+        return sr
 
     def forward(self, lq: torch.Tensor) -> UGTSROutput:
         if lq.dim() != 4 or lq.shape[1] != self.config.in_channels:

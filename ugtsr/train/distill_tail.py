@@ -45,12 +45,11 @@ import torch.nn.functional as F
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import UGTSRConfig
-from ..data import HRPatchDataset
-from ..degrade.simple import MIXTURE_WIDE, mixed_choice, mixture_component
+from ..degrade.simple import MIXTURE_WIDE
 from ..errors import ConfigError, UGTSRError
 from ..model import UGTSRNet
 from ..postfilters import FidelityGate, bicubic_upsample
-from .gate_cache import _psnr, parse_mixture
+from .gate_cache import _psnr, degraded_batches, parse_mixture
 from .logs import CsvRows, write_json_atomic
 
 __all__ = ["student_config", "build_student", "TailCache", "build_tail_cache", "student_tail", "main"]
@@ -125,50 +124,30 @@ def _last_stage_input(model: UGTSRNet, lq: torch.Tensor) -> torch.Tensor:
 def student_tail(model: UGTSRNet, feat: torch.Tensor, lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``(pre, out, unc)`` of ``model`` from the last stage's input: the decoder's last stage, the
     output convolution, the uncertainty head and the post-filters."""
-    x = model.decoder.stages[-1](feat)
-    o = model.decoder.out_conv(x)
-    pre = F.pixel_shuffle(o, model.decoder.shuffle) if model.decoder.shuffle > 1 else o
-    out = pre
-    if model.color_fix is not None:
-        out = model.color_fix(out, lq)
-    if model.fidelity_gate is not None:
-        out = model.fidelity_gate(out, lq)
+    pre, x = model.decoder.finish(feat)
     unc = model.uncertainty_head(x) if model.uncertainty_head is not None else None
-    return pre, out, unc
+    return pre, model.post_filter(pre, lq), unc
 
 
 @torch.inference_mode()
 def build_tail_cache(teacher: UGTSRNet, data: str | Path, *, samples: int, patch_size: int, seed: int,
                      mixture: tuple[tuple[str, float], ...], batch: int = 8) -> TailCache:
     scale = teacher.config.scale
-    ds = HRPatchDataset(data, scale=scale, patch_size=patch_size, pipeline=None, seed=seed, length=samples)
     cols: dict[str, list[torch.Tensor]] = {k: [] for k in ("feat", "lq", "pre", "out", "unc", "hr")}
     names: list[str] = []
-    start = time.perf_counter()
-    pend_lq, pend_hr = [], []
-    for i in range(samples):
-        hr = ds[i]["gt"].permute(1, 2, 0).numpy()
-        rng = np.random.default_rng([seed, i, _DEGRADE_SALT])
-        name = mixed_choice(rng, mixture)
-        pair = mixture_component(name)(hr, scale=scale, rng=rng)
-        names.append(name)
-        pend_lq.append(torch.from_numpy(np.ascontiguousarray(pair.lr.transpose(2, 0, 1))).float())
-        pend_hr.append(torch.from_numpy(np.ascontiguousarray(pair.hr.transpose(2, 0, 1))).float())
-        if len(pend_lq) == batch or i == samples - 1:
-            lq = torch.stack(pend_lq)
-            if lq.shape[-1] % teacher.multiple_of or lq.shape[-2] % teacher.multiple_of:
-                raise ConfigError(f"--patch-size {patch_size}: the LR patch must be a multiple of {teacher.multiple_of}")
-            feat = _last_stage_input(teacher, lq)
-            pre, out, unc = student_tail(teacher, feat, lq)
-            cols["feat"].append(feat.half())
-            cols["lq"].append(lq)
-            cols["pre"].append(pre.half())
-            cols["out"].append(out.clamp(0, 1).half())
-            cols["unc"].append((unc if unc is not None else torch.zeros_like(pre)).half())
-            cols["hr"].append(torch.stack(pend_hr).mul(255.0).round().to(torch.uint8))
-            pend_lq, pend_hr = [], []
-            if (i + 1) % (batch * 25) == 0 or i == samples - 1:
-                logger.info("cache: %d/%d samples (%.0f s)", i + 1, samples, time.perf_counter() - start)
+    for lq, hr, batch_names in degraded_batches(data, scale=scale, samples=samples, patch_size=patch_size, seed=seed,
+                                                mixture=mixture, batch=batch, salt=_DEGRADE_SALT):
+        if lq.shape[-1] % teacher.multiple_of or lq.shape[-2] % teacher.multiple_of:
+            raise ConfigError(f"--patch-size {patch_size}: the LR patch must be a multiple of {teacher.multiple_of}")
+        feat = _last_stage_input(teacher, lq)
+        pre, out, unc = student_tail(teacher, feat, lq)
+        cols["feat"].append(feat.half())
+        cols["lq"].append(lq)
+        cols["pre"].append(pre.half())
+        cols["out"].append(out.clamp(0, 1).half())
+        cols["unc"].append((unc if unc is not None else torch.zeros_like(pre)).half())
+        cols["hr"].append(hr)
+        names += batch_names
     return TailCache(*(torch.cat(cols[k]) for k in ("feat", "lq", "pre", "out", "unc", "hr")), names)
 
 

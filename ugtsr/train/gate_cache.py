@@ -45,7 +45,7 @@ from ..model import UGTSRNet
 from ..postfilters import FidelityGate, bicubic_upsample
 from .logs import CsvRows, write_json_atomic
 
-__all__ = ["parse_mixture", "build_cache", "GateCache", "optimal_global_weights", "pretrain_global", "train_gate", "main"]
+__all__ = ["parse_mixture", "degraded_batches", "build_cache", "GateCache", "optimal_global_weights", "pretrain_global", "train_gate", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,35 +84,45 @@ class GateCache:
         return self.lq[idx].to(dtype), self.sr[idx].to(dtype), self.hr[idx].to(dtype) / 255.0
 
 
+def degraded_batches(data: str | Path, *, scale: int, samples: int, patch_size: int, seed: int,
+                     mixture: tuple[tuple[str, float], ...], batch: int, salt: int):
+    """``(lq float32 (n, 3, h, w), hr uint8 (n, 3, H, W), component names)`` in batches of ``batch``:
+    ``samples`` random HR patches of the photos in ``data``, each degraded by one mixture component
+    drawn from ``np.random.default_rng([seed, i, salt])`` (the caches of this module and of
+    ``ugtsr.train.distill_tail``). Logs progress every 25 batches."""
+    ds = HRPatchDataset(data, scale=scale, patch_size=patch_size, pipeline=None, seed=seed, length=samples)
+    start = time.perf_counter()
+    pending_lq, pending_hr, names = [], [], []
+    for i in range(samples):
+        hr = ds[i]["gt"].permute(1, 2, 0).numpy()
+        rng = np.random.default_rng([seed, i, salt])
+        name = mixed_choice(rng, mixture)
+        pair = mixture_component(name)(hr, scale=scale, rng=rng)
+        names.append(name)
+        pending_lq.append(torch.from_numpy(np.ascontiguousarray(pair.lr.transpose(2, 0, 1))).float())
+        pending_hr.append(torch.from_numpy(np.ascontiguousarray(pair.hr.transpose(2, 0, 1))).float())
+        if len(pending_lq) == batch or i == samples - 1:
+            yield torch.stack(pending_lq), torch.stack(pending_hr).mul(255.0).round().to(torch.uint8), names
+            pending_lq, pending_hr, names = [], [], []
+            if (i + 1) % (batch * 25) == 0 or i == samples - 1:
+                logger.info("cache: %d/%d samples (%.0f s)", i + 1, samples, time.perf_counter() - start)
+
+
 @torch.inference_mode()
 def build_cache(model: UGTSRNet, data: str | Path, *, samples: int, patch_size: int, seed: int,
                 mixture: tuple[tuple[str, float], ...], batch: int = 8) -> GateCache:
     """Degrade ``samples`` random patches of the photos in ``data`` and run ``model`` without its
     gate on each (see the module docstring)."""
     scale = model.config.scale
-    ds = HRPatchDataset(data, scale=scale, patch_size=patch_size, pipeline=None, seed=seed, length=samples)
     gate, model.fidelity_gate = model.fidelity_gate, None
     lqs, srs, hrs, names = [], [], [], []
-    start = time.perf_counter()
     try:
-        pending_lq, pending_hr = [], []
-        for i in range(samples):
-            hr = ds[i]["gt"].permute(1, 2, 0).numpy()
-            rng = np.random.default_rng([seed, i, _DEGRADE_SALT])
-            name = mixed_choice(rng, mixture)
-            pair = mixture_component(name)(hr, scale=scale, rng=rng)
-            names.append(name)
-            pending_lq.append(torch.from_numpy(np.ascontiguousarray(pair.lr.transpose(2, 0, 1))).float())
-            pending_hr.append(torch.from_numpy(np.ascontiguousarray(pair.hr.transpose(2, 0, 1))).float())
-            if len(pending_lq) == batch or i == samples - 1:
-                lq = torch.stack(pending_lq)
-                sr = model(lq).sr.clamp(0.0, 1.0)
-                lqs.append(lq)
-                srs.append(sr.half())
-                hrs.append(torch.stack(pending_hr).mul(255.0).round().to(torch.uint8))
-                pending_lq, pending_hr = [], []
-                if (i + 1) % (batch * 25) == 0 or i == samples - 1:
-                    logger.info("cache: %d/%d samples (%.0f s)", i + 1, samples, time.perf_counter() - start)
+        for lq, hr, batch_names in degraded_batches(data, scale=scale, samples=samples, patch_size=patch_size, seed=seed,
+                                                    mixture=mixture, batch=batch, salt=_DEGRADE_SALT):
+            lqs.append(lq)
+            srs.append(model(lq).sr.clamp(0.0, 1.0).half())
+            hrs.append(hr)
+            names += batch_names
     finally:
         model.fidelity_gate = gate
     return GateCache(torch.cat(lqs), torch.cat(srs), torch.cat(hrs), names)
