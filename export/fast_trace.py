@@ -181,6 +181,8 @@ def fast_onnx_program(module, args: tuple, *, dynamic_shapes, opset: int, input_
     run_promotion = run_decomposition or _needs_type_promotion(ep, type_promotion, type_utils)
     if stats is not None:
         stats.update(decomposition=run_decomposition, type_promotion=run_promotion)
+        if missing:
+            stats["untranslatable"] = missing
     decompose = fx_passes.decompose_with_registry if run_decomposition else (lambda program, _registry: program)
     promote = fx_passes.insert_type_promotion_nodes if run_promotion else (lambda _gm: None)
     with _PATCH_LOCK, _patched(fx_passes, "decompose_with_registry", decompose), \

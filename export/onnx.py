@@ -58,6 +58,9 @@ class ExportOptions:
     verify: bool = True
     pad_input: bool = True  # pad to multiple_of inside the graph (False: the pre-issue-10 graph)
     optimize: bool = True  # onnxscript's optimizer (constant folding, dead code) after translation
+    # Align-Attention's windowed attention as ugtsr::WindowAttention nodes with a standard-op function
+    # body (export.attention; ONNX Runtime CPU fuses them); False: the standard ops inline
+    attention_node: bool = True
     fast_trace: bool = True  # export.fast_trace (one trace, no redundant passes); False: plain torch.onnx.export
     example_batch: int = 2  # torch.export specialises dims whose example size is 0 or 1
     example_blocks: int = 4  # example H = W = example_blocks * multiple_of
@@ -207,6 +210,11 @@ def export_model(model, options: ExportOptions | None = None, *, stages: _Stages
         ctx = plugin_matching(net)
     else:
         ctx = contextlib.nullcontext()
+    if options.attention_node:
+        from .attention import attention_nodes
+        ctx_attention = attention_nodes()
+    else:
+        ctx_attention = contextlib.nullcontext()
     # a gate whose local parts are constant (zero last layers) exports as their biases: the same
     # values without its output-resolution convolutions (FidelityGate.fold_constant_branches). Only
     # for the trace: the verification's reference runs the branches as trained.
@@ -223,7 +231,7 @@ def export_model(model, options: ExportOptions | None = None, *, stages: _Stages
     example = torch.rand(options.example_batch, 3, side, side)
     names = ["sr", "indices"] + (["uncertainty"] if "uncertainty" in outputs else [])
     try:
-        with ctx, warnings.catch_warnings(), torch.no_grad(), \
+        with ctx, ctx_attention, warnings.catch_warnings(), torch.no_grad(), \
                 stages("trace", f"tracing '{model.config.name}' with torch.export and translating to ONNX "
                        f"(opset {options.opset}, {options.precision}, {options.matching} matching)"):
             warnings.simplefilter("ignore")
@@ -279,6 +287,9 @@ def export_model(model, options: ExportOptions | None = None, *, stages: _Stages
         if options.matching == "plugin":
             from .plugin import attach_plugin_functions
             attach_plugin_functions(proto, model.config)
+        if options.attention_node:
+            from .attention import attach_attention_function
+            stages.trace_info["attention_nodes"] = attach_attention_function(proto, options.opset)
         if options.pad_input:
             from .padding import add_input_padding
             add_input_padding(proto, multiple_of=m, scale=model.config.scale)
@@ -389,6 +400,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--matching", choices=("standard", "plugin"), default="standard",
                    help="standard ops (runs everywhere) or a CodebookTopK plugin node for TensorRT")
     p.add_argument("--outputs", default=None, help="comma list among sr,indices,uncertainty (default: sr[,uncertainty])")
+    p.add_argument("--plain-attention", action="store_true",
+                   help="Align-Attention as standard ops inline instead of ugtsr::WindowAttention nodes with a "
+                        "standard-op function body (which ONNX Runtime CPU runs as a fused kernel)")
     p.add_argument("--no-graph-padding", action="store_true",
                    help="legacy graph that needs H, W multiples of multiple_of (the caller pads)")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch verification")
@@ -412,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         outputs = tuple(o.strip() for o in args.outputs.split(",")) if args.outputs else None
         options = ExportOptions(opset=args.opset, precision=args.precision, matching=args.matching,
-                                outputs=outputs, verify=not args.no_verify, pad_input=not args.no_graph_padding)
+                                outputs=outputs, verify=not args.no_verify, pad_input=not args.no_graph_padding,
+                                attention_node=not args.plain_attention)
         result = onnx_from_checkpoint(args.checkpoint, args.output, options=options, overwrite=args.overwrite,
                                       json_path=args.json)
     except UGTSRError as exc:

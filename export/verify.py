@@ -92,14 +92,25 @@ def verify_onnx(model_bytes: bytes, model, *, options) -> dict[str, Any]:
     report: dict[str, Any] = {"precision": options.precision, "opset": options.opset, "cases": [],
                               "backend": "onnxruntime-cpu", "notes": []}
     runner = None
+    fused = None
     try:
         so = ort.SessionOptions()
         so.log_severity_level = 3
         sess = ort.InferenceSession(model_bytes, sess_options=so, providers=["CPUExecutionProvider"])
         names = [o.name for o in sess.get_outputs()]
+        # what runtime's ONNX Runtime CPU backend runs: WindowAttention fused (runtime.backends.ort_graph)
+        from runtime.backends.ort_graph import cpu_model
+        fused_bytes = cpu_model(model_bytes)
+        fused = None
+        if fused_bytes is not model_bytes:
+            fused = ort.InferenceSession(fused_bytes, sess_options=so, providers=["CPUExecutionProvider"])
+            report["backend"] = "onnxruntime-cpu (function body and fused attention)"
 
         def runner(x: np.ndarray) -> dict[str, np.ndarray]:
             return dict(zip(names, sess.run(None, {"lq": x})))
+
+        def runner_fused(x: np.ndarray) -> dict[str, np.ndarray]:
+            return dict(zip(names, fused.run(None, {"lq": x})))
     except Exception as exc:  # e.g. NOT_IMPLEMENTED for an FP16 kernel on this CPU build
         if options.precision != "fp16":
             report.update(passed=False, failure=f"ONNX Runtime cannot load the graph: {str(exc).splitlines()[0][:200]}")
@@ -137,6 +148,13 @@ def verify_onnx(model_bytes: bytes, model, *, options) -> dict[str, Any]:
             continue
         stats = compare_outputs(ref, got)
         case = {"input": kind, "shape": [n, 3, h, w], **stats}
+        if fused is not None:  # both forms must pass; the case reports the worse of the two
+            fstats = compare_outputs(ref, runner_fused(np.ascontiguousarray(x)))
+            case["fused_attention"] = fstats
+            worse = {"max_abs": max, "mean_abs": max, "max_abs_raw": max, "psnr_db": min, "index_agreement": min,
+                     "uncertainty_max_abs": max}
+            stats = {k: worse.get(k, lambda a, b: a)(v, fstats.get(k, v)) for k, v in stats.items()}
+            case.update(stats)
         report["cases"].append(case)
         if options.precision == "fp32":
             if stats["max_abs"] > options.atol:

@@ -148,7 +148,9 @@ def write_repository(
 ) -> Path:
     """Write ``repo/name/config.pbtxt`` and ``repo/name/<version>/model.{onnx,plan}``; returns the model folder.
 
-    ``options`` go to :func:`model_config`. Both files are written atomically (temporary file in the
+    ``options`` go to :func:`model_config`. For ONNX Runtime on CPU the model is written with its
+    Align-Attention nodes fused for ONNX Runtime's CPU kernel (``runtime.backends.ort_graph``); for
+    GPUs and engines it is copied as it is. Both files are written atomically (temporary file in the
     target folder, then ``os.replace``); an existing model folder is refused unless ``overwrite``.
     """
     text_format = _text_format()
@@ -171,8 +173,15 @@ def write_repository(
         raise UGTSRError(f"{target}: is the source model itself; choose another repository")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(src, "rb") as fin, atomic_open(target) as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
+        fused = None
+        if platform == "onnxruntime_onnx" and options.get("device", "cpu") == "cpu":
+            from .backends.ort_graph import cpu_model
+            fused = cpu_model(src)  # bytes: WindowAttention as ONNX Runtime's fused CPU kernel
+        if isinstance(fused, bytes):
+            atomic_write_bytes(target, fused)
+        else:
+            with open(src, "rb") as fin, atomic_open(target) as fout:
+                shutil.copyfileobj(fin, fout, 1 << 20)
         atomic_write_bytes(config_path, text_format.MessageToString(config).encode("utf-8"))
     except OSError as exc:
         raise UGTSRError(f"{folder}: cannot write the repository ({exc.strerror or exc})") from None

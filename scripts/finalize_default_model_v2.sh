@@ -25,12 +25,7 @@ PREV2=${PREV2:-}
 PREV2_ARGS=(); [ -n "$PREV2" ] && PREV2_ARGS=(--model "$PREV2" --name "previous x2")
 python scripts/slim_checkpoints.py --files "$X4" "$M/ugtsr_tiny_x4.pt" "$X2" "$M/ugtsr_tiny_x2.pt" --license \
     "Apache-2.0 for the weights (trained by this project); training photos: public-domain / CC0 / BSD photos shipped in Python packages and the GPL-2+ photographs of Debian's mate-backgrounds (model card)"
-for s in 4 2; do
-  python -m export.onnx "$M/ugtsr_tiny_x$s.pt" -o "$M/ugtsr_tiny_x$s.onnx" --overwrite --json "$R/export_default_model_x$s.json"
-  python -m export.onnx "$M/ugtsr_tiny_x$s.pt" -o "/tmp/ugtsr_tiny_x${s}_fp16.onnx" --overwrite --precision fp16 \
-      --json "$R/export_default_model_x${s}_fp16.json"
-  python -m export.check "$M/ugtsr_tiny_x$s.onnx" > "$R/export_check_default_model_x$s.txt"
-done
+scripts/export_shipped_models.sh  # FP32 + FP16 exports of x4 and x2, verified, and export.check
 # held-out quality: x4 (new and previous model) and x2, one thread per job, both at once
 q() {  # scale tag models...
   local s=$1 tag=$2; shift 2

@@ -20,12 +20,7 @@ DRAWS=${DRAWS:-2}
 CROP=${CROP:-512}
 python scripts/slim_checkpoints.py --files "$X4" "$M/ugtsr_tiny_x4.pt" --license \
     "Apache-2.0 for the weights (trained by this project); training photos: public-domain / CC0 / BSD photos shipped in Python packages and the GPL-2+ photographs of Debian's mate-backgrounds (model card)"
-for s in 4 2; do
-  python -m export.onnx "$M/ugtsr_tiny_x$s.pt" -o "$M/ugtsr_tiny_x$s.onnx" --overwrite --json "$R/export_default_model_x$s.json"
-  python -m export.onnx "$M/ugtsr_tiny_x$s.pt" -o "/tmp/ugtsr_tiny_x${s}_fp16.onnx" --overwrite --precision fp16 \
-      --json "$R/export_default_model_x${s}_fp16.json"
-  python -m export.check "$M/ugtsr_tiny_x$s.onnx" > "$R/export_check_default_model_x$s.txt"
-done
+scripts/export_shipped_models.sh  # FP32 + FP16 exports of x4 and x2, verified, and export.check
 python -m export.onnx "${PREV%.onnx}.pt" -o "$PREV_FOLDED" --overwrite --json /tmp/prev_folded_export.json
 for pipe in bsrgan bsrgan_plus realesrgan classic bicubic; do
   d=$DRAWS; [ "$pipe" = bicubic ] && d=1

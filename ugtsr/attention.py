@@ -10,7 +10,9 @@
   the Key and Value, ``softmax(Q K^T / sqrt(d_k)) V``. Full attention over all pixels is quadratic,
   so it runs inside non-overlapping ``window x window`` windows (linear cost in pixels, local
   statistics only: tiles with window-aligned borders give the same result as the whole image).
-  Exports to plain Reshape/Transpose/MatMul/Softmax with symbolic H/W.
+  Exports to plain Reshape/Transpose/MatMul/Softmax with symbolic H/W; ``python -m export.onnx``
+  wraps the per-window product in one ``ugtsr::WindowAttention`` node whose function body holds
+  them (``export.attention``).
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from torch import nn
 
 from .ops import softmax_fp32
 
-__all__ = ["ChannelLayerNorm", "MDTA", "GDFN", "RestormerBlock", "AlignAttention", "windowed_cross_attention"]
+__all__ = ["ChannelLayerNorm", "MDTA", "GDFN", "RestormerBlock", "AlignAttention", "windowed_cross_attention",
+           "window_attention"]
 
 
 class ChannelLayerNorm(nn.Module):
@@ -102,6 +105,36 @@ class RestormerBlock(nn.Module):
         return x + self.ffn(self.norm2(x))
 
 
+#: Set by ``export.attention.attention_nodes()`` for the duration of an export: the windowed
+#: attention of :func:`windowed_cross_attention` is then traced as one ``ugtsr::WindowAttention``
+#: node (its standard-op body is attached as a model-local function; ONNX Runtime's CPU provider
+#: runs it as one fused ``com.microsoft.MultiHeadAttention``, see ``runtime.backends.ort_graph``).
+EMIT_ATTENTION_NODE = False
+
+
+def window_attention(qw: torch.Tensor, kw: torch.Tensor, vw: torch.Tensor, *, heads: int) -> torch.Tensor:
+    """Multi-head scaled dot-product attention on windows: ``(B', N, C)`` each -> ``(B', N, C)``.
+
+    ``C = heads * head_dim`` with the channels of one head contiguous; the softmax runs in float32.
+    This is what one ``ugtsr::WindowAttention`` node computes (and what the fused
+    ``com.microsoft.MultiHeadAttention`` of ONNX Runtime computes: the same layout and scale).
+    """
+    bw, n, c = qw.shape
+    hd = c // heads
+    if EMIT_ATTENTION_NODE and torch.onnx.is_in_onnx_export():
+        return torch.onnx.ops.symbolic(
+            "ugtsr::WindowAttention", (qw, kw, vw), attrs={"num_heads": int(heads), "scale": float(hd**-0.5)},
+            dtype=qw.dtype, shape=qw.shape, version=1,
+        )
+
+    def heads_first(t: torch.Tensor) -> torch.Tensor:  # (B', N, C) -> (B', heads, N, hd)
+        return t.view(bw, n, heads, hd).transpose(1, 2)
+
+    attn = (heads_first(qw) * hd**-0.5) @ heads_first(kw).transpose(-2, -1)
+    out = softmax_fp32(attn) @ heads_first(vw)  # (B', heads, N, hd)
+    return out.transpose(1, 2).contiguous().view(bw, n, c)
+
+
 def windowed_cross_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, heads: int, window: int
 ) -> torch.Tensor:
@@ -112,24 +145,18 @@ def windowed_cross_attention(
     full attention over the map (the naive reference of the tests).
     """
     b, c, h, w = q.shape
-    hd = c // heads
-
     nh, nw, n = h // window, w // window, window * window
 
     # Explicit sizes and contiguous views (not reshape(-1) of permuted views): the same values, and
     # torch.export's symbolic-shape reasoning stays cheap (issue 13, see swin.window_partition).
     # Channels go last first, so that every later permute moves contiguous runs of window x C
     # values (ONNX Runtime's Transpose is several times slower on 7-D strided permutes).
-    def split(t: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B*nW, heads, N, hd)
+    def split(t: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B*nW, N, C)
         t = t.permute(0, 2, 3, 1).contiguous().view(b, nh, window, nw, window, c)
-        t = t.permute(0, 1, 3, 2, 4, 5).contiguous().view(b * nh * nw, n, heads, hd)
-        return t.transpose(1, 2)
+        return t.permute(0, 1, 3, 2, 4, 5).contiguous().view(b * nh * nw, n, c)
 
-    qw, kw, vw = split(q), split(k), split(v)
-    attn = (qw * hd**-0.5) @ kw.transpose(-2, -1)
-    out = softmax_fp32(attn) @ vw  # (B*nW, heads, N, hd)
-    out = out.transpose(1, 2).contiguous().view(b, nh, nw, window, window, c)
-    out = out.permute(0, 1, 3, 2, 4, 5).contiguous().view(b, h, w, c)
+    out = window_attention(split(q), split(k), split(v), heads=heads)  # (B*nW, N, C)
+    out = out.view(b, nh, nw, window, window, c).permute(0, 1, 3, 2, 4, 5).contiguous().view(b, h, w, c)
     return out.permute(0, 3, 1, 2)
 
 

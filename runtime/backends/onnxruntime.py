@@ -199,8 +199,12 @@ class OnnxRuntimeBackend(Backend):
         chosen = resolve_providers(providers, available=ort.get_available_providers(), device_id=device_id,
                                    model_path=path, trt_options=trt_options)
         options = session_options(ort, threads=threads)
+        model: str | bytes = str(path)
+        if all(full == "CPUExecutionProvider" for full, _opts in chosen):
+            from .ort_graph import cpu_model
+            model = cpu_model(path)  # WindowAttention nodes as ONNX Runtime's fused attention kernel
         try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+            session = ort.InferenceSession(model, sess_options=options, providers=chosen)
         except self._errors as exc:
             raise UnsupportedInputError(f"{path}: cannot load the ONNX model ({_first_line(exc)})") from None
         self._session = session

@@ -206,7 +206,9 @@ def test_tiny_x4_plugin_export_verifies_and_checks(plugin_export, tiny_ckpt, cap
     ks = sorted(_attr(n, "k") for n in plugin_nodes(proto))
     assert ks == [1, 3]  # Top-3 candidates (eq. 6) and the re-quantization (eq. 8)
     assert not [n for n in proto.graph.node if n.op_type in ("TopK", "ArgMin")]
-    assert [(f.domain, f.name) for f in proto.functions] == [(PLUGIN_DOMAIN, PLUGIN_OP)]
+    # the plugin's fallback body and Align-Attention's WindowAttention body (export.attention)
+    assert sorted((f.domain, f.name) for f in proto.functions) == [(PLUGIN_DOMAIN, PLUGIN_OP),
+                                                                    (PLUGIN_DOMAIN, "WindowAttention")]
     # the file runs in ONNX Runtime as written, at a size other than the example
     sess = _ort(proto)
     x = np.random.default_rng(3).random((1, 3, 16, 48), dtype=np.float32)
@@ -223,9 +225,10 @@ def test_tiny_x4_plugin_export_verifies_and_checks(plugin_export, tiny_ckpt, cap
     assert check_main([str(path)]) == 0
     out = capsys.readouterr().out
     assert "ugtsr::CodebookTopK" in out and "WARNING" in out and "plugin" in out
-    # TensorRT copy: no function, explicit implementation choice
+    # TensorRT copy: no plugin function (WindowAttention's stays: the parser inlines it), explicit
+    # implementation choice
     trt_copy = strip_plugin_functions(onnx.load(str(path)), aot=False)
-    assert not trt_copy.functions and all(_attr(n, "aot") == 0 for n in plugin_nodes(trt_copy))
+    assert [f.name for f in trt_copy.functions] == ["WindowAttention"] and all(_attr(n, "aot") == 0 for n in plugin_nodes(trt_copy))
 
 
 # ------------------------------------------------------------------------------------------------ TensorRT plugin module

@@ -13,6 +13,7 @@ import pytest
 pb = pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient is in the dev/serve extras")
 text_format = pytest.importorskip("google.protobuf.text_format")
 
+from runtime.backends.ort_graph import cpu_model  # noqa: E402
 from runtime.engine_meta import EngineMeta, ShapeProfile, write_sidecar  # noqa: E402
 from runtime.triton import main, read_config, write_repository  # noqa: E402
 from runtime.upscaler import default_model_path  # noqa: E402
@@ -35,7 +36,13 @@ def test_cpu_repository_layout_and_config(shipped, tmp_path):
     assert folder == tmp_path / "repo" / "ugtsr"
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == \
         ["1/model.onnx", "config.pbtxt"]
-    assert (folder / "1" / "model.onnx").read_bytes() == shipped.read_bytes()
+    # on CPU: the shipped graph with its WindowAttention nodes as ONNX Runtime's fused kernel
+    written = (folder / "1" / "model.onnx").read_bytes()
+    assert written == cpu_model(shipped) and written != shipped.read_bytes()
+    import onnx
+
+    ops = {(n.domain, n.op_type) for n in onnx.load_from_string(written).graph.node}
+    assert ("com.microsoft", "MultiHeadAttention") in ops and ("ugtsr", "WindowAttention") not in ops
     cfg = _parse(folder)
     assert cfg.name == "ugtsr" and cfg.platform == "onnxruntime_onnx" and cfg.max_batch_size == 4
     assert [(i.name, i.data_type, list(i.dims)) for i in cfg.input] == [("lq", pb.TYPE_FP32, [3, -1, -1])]
