@@ -204,7 +204,15 @@ class OnnxRuntimeBackend(Backend):
             from .ort_graph import cpu_model
             model = cpu_model(path)  # WindowAttention nodes as ONNX Runtime's fused attention kernel
         try:
-            session = ort.InferenceSession(model, sess_options=options, providers=chosen)
+            try:
+                session = ort.InferenceSession(model, sess_options=options, providers=chosen)
+            except self._errors as exc:
+                if isinstance(model, str):
+                    raise
+                # an ONNX Runtime without the fused kernel for this graph: the file as written
+                logger.warning("%s: ONNX Runtime rejected the fused attention (%s); running the graph as written",
+                               path, _first_line(exc, 160))
+                session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
         except self._errors as exc:
             raise UnsupportedInputError(f"{path}: cannot load the ONNX model ({_first_line(exc)})") from None
         self._session = session

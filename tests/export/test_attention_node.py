@@ -134,3 +134,20 @@ def test_the_cpu_backend_runs_the_shipped_model_fused(monkeypatch):
     backend.close()
     body = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(["sr"], {"lq": x})[0]
     assert got.shape == (1, 3, 160, 96) and np.abs(got - body).max() < 1e-5
+
+
+def test_the_cpu_backend_falls_back_to_the_file_when_the_fused_graph_is_rejected(monkeypatch, caplog):
+    import runtime.backends.ort_graph as graph
+    from runtime.backends.onnxruntime import OnnxRuntimeBackend
+    from runtime.upscaler import default_model_path
+
+    path = default_model_path()
+    if not path.is_file():
+        pytest.skip(f"the shipped model {path} is missing")
+    monkeypatch.setattr(graph, "cpu_model", lambda model: b"not a model")  # what an old ONNX Runtime would reject
+    with caplog.at_level("WARNING"):
+        backend = OnnxRuntimeBackend(path, threads=1)
+    assert "running the graph as written" in caplog.text
+    x = np.random.default_rng(2).random((1, 3, 16, 16), dtype=np.float32)
+    assert backend.run(x)["sr"].shape == (1, 3, 64, 64)
+    backend.close()
