@@ -69,7 +69,7 @@ def _outscale_option(value: Any) -> float:
     return float(value)
 
 
-def estimate_bytes_per_pixel(info: ModelInfo) -> float:
+def estimate_bytes_per_pixel(info: ModelInfo, *, fused_attention: bool = False) -> float:
     """Heuristic peak memory per *input* pixel, for automatic tiling.
 
     About seven live float tensors of the output-resolution width (``config["channels"][-1]``) per
@@ -82,7 +82,9 @@ def estimate_bytes_per_pixel(info: ModelInfo) -> float:
     as the first (the session alone at 256x256: 12.6 KiB/px on the first and the fourth call; with
     the pattern 24.7 from the second on). Models with a sub-pixel last stage (config
     ``subpixel_stages``) are estimated from their half-resolution features and the decoder's last
-    Align-Attention (below). Pass ``bytes_per_pixel`` to :class:`Upscaler` to override.
+    Align-Attention (below). ``fused_attention``: the backend runs Align-Attention on ONNX Runtime's
+    fused CPU kernel (``runtime.backends.ort_graph``; no window scores). Pass ``bytes_per_pixel`` to
+    :class:`Upscaler` to override.
     """
     width = 64
     if info.config and isinstance(info.config.get("channels"), list | tuple) and info.config["channels"]:
@@ -98,6 +100,12 @@ def estimate_bytes_per_pixel(info: ModelInfo) -> float:
     # Calibration: runtime.infer on a 512x512 LR image, a tiny_x4-shaped graph with
     # subpixel_stages 1: 8.9 KiB per input pixel above the loaded model; this gives 9.0.
     positions = (info.scale / 2) ** 2
+    if fused_attention and info.config.get("skip_fusion") == "align_attention":
+        # fused attention: the peak is the encoder's last up stage at half the output resolution while
+        # the decoder's feature and the last attention's keys and values are alive (docs/EFFICIENCY.md).
+        # Calibration, runtime.infer on a 512x512 LR: 6.9 (x4) and 1.8 (x2) KiB per input pixel above
+        # the loaded model; 15 maps of the stage's width give 7.5 and 1.9.
+        return float(positions * width * bytes_per_value * 15)
     attention = 0.0
     if info.config.get("skip_fusion") == "align_attention":
         try:
@@ -191,7 +199,8 @@ class Upscaler:
         self.blend = blend
         self.alpha_upsampler = alpha_upsampler
         self.memory_fraction = float(memory_fraction)
-        self.bytes_per_pixel = bytes_per_pixel or estimate_bytes_per_pixel(self.info)
+        self.bytes_per_pixel = bytes_per_pixel or estimate_bytes_per_pixel(
+            self.info, fused_attention=bool(getattr(self.backend, "fused_attention", False)))
 
     # ---- properties and lifetime ----------------------------------------------------------------------
     @property

@@ -203,6 +203,7 @@ class OnnxRuntimeBackend(Backend):
         if all(full == "CPUExecutionProvider" for full, _opts in chosen):
             from .ort_graph import cpu_model
             model = cpu_model(path)  # WindowAttention nodes as ONNX Runtime's fused attention kernel
+        fused_ok = True
         try:
             try:
                 session = ort.InferenceSession(model, sess_options=options, providers=chosen)
@@ -213,9 +214,12 @@ class OnnxRuntimeBackend(Backend):
                 logger.warning("%s: ONNX Runtime rejected the fused attention (%s); running the graph as written",
                                path, _first_line(exc, 160))
                 session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+                fused_ok = False
         except self._errors as exc:
             raise UnsupportedInputError(f"{path}: cannot load the ONNX model ({_first_line(exc)})") from None
         self._session = session
+        #: Align-Attention runs on ONNX Runtime's fused kernel (runtime.backends.ort_graph)
+        self.fused_attention = isinstance(model, bytes) and fused_ok
         self.providers: list[str] = list(session.get_providers())
         for full, _opts in chosen:
             if full not in self.providers:
