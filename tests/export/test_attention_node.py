@@ -151,3 +151,12 @@ def test_the_cpu_backend_falls_back_to_the_file_when_the_fused_graph_is_rejected
     x = np.random.default_rng(2).random((1, 3, 16, 16), dtype=np.float32)
     assert backend.run(x)["sr"].shape == (1, 3, 64, 64)
     backend.close()
+
+
+def test_a_node_without_its_attributes_is_left_to_onnx_runtime():
+    model = _graph(2, 0.25)
+    del model.graph.node[0].attribute[:]
+    data = model.SerializeToString()
+    assert cpu_model(data) is data  # not fused; ONNX Runtime reports the node itself
+    with pytest.raises(ValueError, match="num_heads"):
+        fuse_window_attention(onnx.load_from_string(data))
