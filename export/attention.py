@@ -9,8 +9,10 @@ eq. 9) as one node::
 and attaches a model-local ``FunctionProto`` of the same name whose body computes it with standard
 ops (Reshape to heads, Transpose, ``MatMul(q * scale, k^T)``, ``Softmax`` in float32, ``MatMul`` with
 ``v``, Transpose, Reshape): the same operations and order as the eager module. Any ONNX consumer
-runs the body (ONNX Runtime and TensorRT's parser inline model-local functions), so the file is as
-portable as before. The node's layout and scale are exactly those of ONNX Runtime's contrib
+runs the body (ONNX Runtime and TensorRT's parser inline model-local functions; TensorRT's parser
+resolves the body's attribute references ``num_heads`` / ``scale`` against the calling node, see
+onnx-tensorrt ``OnnxAttrs.cpp``, ``isExternalAttribute`` and ``localFunctionStack``), so the file is
+as portable as before. Not run through TensorRT here (it cannot be installed). The node's layout and scale are exactly those of ONNX Runtime's contrib
 operator ``com.microsoft.MultiHeadAttention`` (query/key/value ``(batch, sequence, heads x
 head_size)``, attribute ``num_heads``, ``scale``), so ``runtime.backends.ort_graph`` can hand each
 node to that fused kernel on ONNX Runtime's CPU provider: a flash-attention kernel (MLAS) that never
