@@ -101,7 +101,6 @@ def verify_onnx(model_bytes: bytes, model, *, options) -> dict[str, Any]:
         # what runtime's ONNX Runtime CPU backend runs: WindowAttention fused (runtime.backends.ort_graph)
         from runtime.backends.ort_graph import cpu_model
         fused_bytes = cpu_model(model_bytes)
-        fused = None
         if fused_bytes is not model_bytes:
             fused = ort.InferenceSession(fused_bytes, sess_options=so, providers=["CPUExecutionProvider"])
             report["backend"] = "onnxruntime-cpu (function body and fused attention)"

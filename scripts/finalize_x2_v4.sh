@@ -13,10 +13,7 @@ PREV2=${PREV2:-/tmp/v3_x2.onnx}
 [ -f "$PREV2" ] || git show 072289f:runtime/models/ugtsr_tiny_x2.onnx > "$PREV2"
 python scripts/slim_checkpoints.py --files "$X2" "$M/ugtsr_tiny_x2.pt" --license \
     "Apache-2.0 for the weights (trained by this project); training photos: public-domain / CC0 / BSD photos shipped in Python packages and the GPL-2+ photographs of Debian's mate-backgrounds (model card)"
-python -m export.onnx "$M/ugtsr_tiny_x2.pt" -o "$M/ugtsr_tiny_x2.onnx" --overwrite --json "$R/export_default_model_x2.json"
-python -m export.onnx "$M/ugtsr_tiny_x2.pt" -o /tmp/ugtsr_tiny_x2_fp16.onnx --overwrite --precision fp16 \
-    --json "$R/export_default_model_x2_fp16.json"
-python -m export.check "$M/ugtsr_tiny_x2.onnx" > "$R/export_check_default_model_x2.txt"
+scripts/export_shipped_models.sh 2  # FP32 + FP16 exports of x2, verified, and export.check
 for pipe in bsrgan bsrgan_plus realesrgan classic bicubic; do
   d=2; [ "$pipe" = bicubic ] && d=1
   python -m benchmarks.quality --model "$M/ugtsr_tiny_x2.onnx" --name "UGTSR tiny x2 (v4)" --model "$PREV2" \

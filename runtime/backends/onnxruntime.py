@@ -203,7 +203,6 @@ class OnnxRuntimeBackend(Backend):
         if all(full == "CPUExecutionProvider" for full, _opts in chosen):
             from .ort_graph import cpu_model
             model = cpu_model(path)  # WindowAttention nodes as ONNX Runtime's fused attention kernel
-        fused_ok = True
         try:
             try:
                 session = ort.InferenceSession(model, sess_options=options, providers=chosen)
@@ -213,13 +212,14 @@ class OnnxRuntimeBackend(Backend):
                 # an ONNX Runtime without the fused kernel for this graph: the file as written
                 logger.warning("%s: ONNX Runtime rejected the fused attention (%s); running the graph as written",
                                path, _first_line(exc, 160))
-                session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
-                fused_ok = False
+                model = str(path)
+                session = ort.InferenceSession(model, sess_options=options, providers=chosen)
         except self._errors as exc:
             raise UnsupportedInputError(f"{path}: cannot load the ONNX model ({_first_line(exc)})") from None
         self._session = session
-        #: Align-Attention runs on ONNX Runtime's fused kernel (runtime.backends.ort_graph)
-        self.fused_attention = isinstance(model, bytes) and fused_ok
+        #: Align-Attention runs on ONNX Runtime's fused kernel (runtime.backends.ort_graph): the
+        #: session was built from the rewritten graph, not from the file
+        self.fused_attention = isinstance(model, bytes)
         self.providers: list[str] = list(session.get_providers())
         for full, _opts in chosen:
             if full not in self.providers:

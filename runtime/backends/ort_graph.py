@@ -20,12 +20,12 @@ import logging
 import os
 from pathlib import Path
 
-__all__ = ["ATTENTION_DOMAIN", "ATTENTION_OP", "fuse_window_attention", "cpu_model"]
+from export.attention import ATTENTION_DOMAIN, ATTENTION_OP, window_attention_nodes  # no torch, no onnx
+
+__all__ = ["fuse_window_attention", "cpu_model"]
 
 logger = logging.getLogger(__name__)
 
-ATTENTION_DOMAIN = "ugtsr"  # export.attention.ATTENTION_DOMAIN (not imported: the runtime needs no torch)
-ATTENTION_OP = "WindowAttention"
 _MS_DOMAIN = "com.microsoft"
 
 
@@ -38,7 +38,7 @@ def fuse_window_attention(proto) -> int:
     """
     from onnx import helper
 
-    nodes = [n for n in proto.graph.node if n.domain == ATTENTION_DOMAIN and n.op_type == ATTENTION_OP]
+    nodes = window_attention_nodes(proto.graph)
     if not nodes:
         return 0
     for n in nodes:
@@ -93,8 +93,7 @@ def cpu_model(model: str | os.PathLike | bytes) -> str | bytes:
     unchanged = data if isinstance(model, bytes) else str(model)
     try:
         proto = onnx.load_from_string(data)
-        if not _is_fp32(proto) or not any(n.domain == ATTENTION_DOMAIN and n.op_type == ATTENTION_OP
-                                          for n in proto.graph.node):
+        if not _is_fp32(proto) or not window_attention_nodes(proto.graph):
             return unchanged
         if not isinstance(model, bytes) and any(
                 t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
