@@ -293,6 +293,9 @@ def export_model(model, options: ExportOptions | None = None, *, stages: _Stages
         if options.pad_input:
             from .padding import add_input_padding
             add_input_padding(proto, multiple_of=m, scale=model.config.scale)
+        # symbolic intermediate shapes make ONNX Runtime's planner hold buffers for far-off reuse
+        from .value_info import drop_symbolic_value_info
+        stages.trace_info["value_info_dropped"] = drop_symbolic_value_info(proto.graph)
         try:
             onnx.checker.check_model(proto, full_check=False)
         except Exception as exc:

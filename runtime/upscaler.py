@@ -306,7 +306,7 @@ class Upscaler:
         del rgb
         wanted = ("sr", "uncertainty") if uncertainty else ("sr",)
         result = self.run_tensor(lq, outputs=wanted, tile=tile, progress=progress)
-        sr = np.ascontiguousarray(result["sr"][0].transpose(1, 2, 0))
+        sr = result["sr"][0].transpose(1, 2, 0)  # a view: float_to_image converts it band by band
         unc = result["uncertainty"][0].mean(axis=0) if uncertainty and "uncertainty" in result else None
         del result, lq
 
@@ -322,7 +322,7 @@ class Upscaler:
         if (oh, ow) != (hs, ws):
             shrinking = oh * ow < hs * ws
             interp = cv2.INTER_AREA if shrinking else cv2.INTER_LANCZOS4
-            sr = cv2.resize(sr, (ow, oh), interpolation=interp)
+            sr = cv2.resize(np.ascontiguousarray(sr), (ow, oh), interpolation=interp)
             if alpha is not None:
                 alpha = cv2.resize(alpha, (ow, oh), interpolation=interp)
             if unc is not None:

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from export.attention import ATTENTION_DOMAIN, ATTENTION_OP, window_attention_nodes  # no torch, no onnx
+from export.value_info import drop_symbolic_value_info  # no torch, no onnx
 
 __all__ = ["fuse_window_attention", "cpu_model"]
 
@@ -99,6 +100,7 @@ def cpu_model(model: str | os.PathLike | bytes) -> str | bytes:
                 t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
             onnx.load_external_data_for_model(proto, str(Path(model).parent))
         fuse_window_attention(proto)
+        drop_symbolic_value_info(proto.graph)  # files exported before it was done at export
         return proto.SerializeToString()
     except Exception as exc:  # noqa: BLE001 - not a model onnx can read, a node without its attributes, a
         # graph over protobuf's 2 GB: ONNX Runtime gets the file as it is and says what is wrong, if anything

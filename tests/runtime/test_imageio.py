@@ -84,6 +84,35 @@ def test_float_to_image_clamps_and_rounds():
     np.testing.assert_array_equal(float_to_image(rgb, None, layout), [[[255, 128, 0]]])
 
 
+@pytest.mark.parametrize("name,channels,dtype", KINDS)
+def test_float_to_image_in_bands_equals_the_whole_image_formula(name, channels, dtype):
+    """float_to_image converts in bands of rows (imageio._BAND_ROWS); from a transposed (3, H, W) view
+    of a model output with values outside [0, 1], across several band boundaries, it gives what the
+    one-shot formula gives."""
+    from runtime import imageio
+    h, w = 2 * imageio._BAND_ROWS + 7, 13
+    rng = np.random.default_rng(3)
+    chw = rng.uniform(-0.2, 1.2, (3, h, w)).astype(np.float32)
+    rgb = chw.transpose(1, 2, 0)
+    assert not rgb.flags.c_contiguous
+    alpha = rng.uniform(0, 1, (h, w)).astype(np.float32) if channels == 4 else None
+    layout = image_to_float(random_image(h, w, channels, dtype))[2]
+    m = layout.max_value
+
+    def q(x):
+        return np.rint(np.clip(x, 0.0, 1.0) * m).astype(layout.dtype)
+    if layout.channels == 1:
+        want = q(rgb[:, :, 0] * 0.299 + rgb[:, :, 1] * 0.587 + rgb[:, :, 2] * 0.114)
+        want = want[:, :, None] if layout.keepdim else want
+    elif layout.channels == 4:
+        want = q(np.concatenate([rgb[:, :, ::-1], alpha[:, :, None]], axis=2))
+    else:
+        want = q(rgb[:, :, ::-1])
+    got = float_to_image(rgb, alpha, layout)
+    assert got.dtype == want.dtype and got.shape == want.shape and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)
+
+
 # ---- EXIF orientation ------------------------------------------------------------------------------
 # what a viewer shows for each orientation, in terms of the stored pixels
 EXPECTED = {
