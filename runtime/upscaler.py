@@ -283,7 +283,8 @@ class Upscaler:
         wanted = tuple(outputs)
 
         def run(batch: np.ndarray) -> dict[str, np.ndarray]:
-            result = self.backend.run(batch)
+            result = (self.backend.run(batch, outputs=wanted) if getattr(self.backend, "selects_outputs", False)
+                      else self.backend.run(batch))
             check_outputs(result, batch.shape, self.info)  # shape and NaN/inf, per call
             return {k: result[k] for k in wanted if k in result}
 

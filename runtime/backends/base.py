@@ -49,6 +49,9 @@ class Backend(abc.ABC):
     #: largest ``(N, 3, H, W)`` the backend accepts (e.g. a TensorRT profile's max shape); ``None`` means
     #: unlimited. Optional: :class:`runtime.Upscaler` reads it with ``getattr`` to cap automatic tiles.
     max_shape: tuple[int, int, int, int] | None = None
+    #: ``run`` takes ``outputs=`` (the names wanted; ``sr`` always comes back) and computes or returns no
+    #: more than those: :class:`runtime.Upscaler` passes what it needs when this is true
+    selects_outputs: bool = False
 
     @abc.abstractmethod
     def run(self, lq: np.ndarray) -> dict[str, np.ndarray]:

@@ -42,6 +42,25 @@ def test_onnxruntime_run_matches_contract(make_model):
     assert out["indices"].shape == (2, 8, 16)
 
 
+def test_onnxruntime_fetches_only_the_outputs_asked_for(make_model):
+    """issue 13: outputs nobody asked for are not copied out of the session; 'sr' always comes back,
+    and the Upscaler asks for what it needs."""
+    with OnnxRuntimeBackend(make_model(uncertainty=True, indices=True)) as backend:
+        assert backend.selects_outputs
+        lq = np.random.default_rng(0).random((1, 3, 16, 16)).astype(np.float32)
+        assert set(backend.run(lq, outputs=())) == {"sr"}
+        assert set(backend.run(lq, outputs=("uncertainty",))) == {"sr", "uncertainty"}
+        assert set(backend.run(lq)) == {"sr", "uncertainty", "indices"}
+        seen = []
+        real = backend.run
+        backend.run = lambda x, outputs=None: seen.append(outputs) or real(x, outputs=outputs)
+        from runtime import Upscaler
+        with Upscaler(backend, tile=0) as up:
+            up.upscale(np.zeros((16, 16, 3), np.uint8))
+            up.upscale_with_uncertainty(np.zeros((16, 16, 3), np.uint8))
+        assert seen == [("sr",), ("sr", "uncertainty")]
+
+
 def test_onnxruntime_rejects_inputs_outside_the_contract(nearest_model):
     with OnnxRuntimeBackend(nearest_model) as backend:
         for bad in (np.zeros((1, 3, 20, 16), np.float32), np.zeros((1, 1, 16, 16), np.float32),
