@@ -103,9 +103,10 @@ def estimate_bytes_per_pixel(info: ModelInfo, *, fused_attention: bool = False) 
     if fused_attention and info.config.get("skip_fusion") == "align_attention":
         # fused attention: the peak is the encoder's last up stage at half the output resolution while
         # the decoder's feature and the last attention's keys and values are alive (docs/EFFICIENCY.md).
-        # Calibration, runtime.infer on a 512x512 LR: 6.9 (x4) and 1.8 (x2) KiB per input pixel above
-        # the loaded model; 15 maps of the stage's width give 7.5 and 1.9.
-        return float(positions * width * bytes_per_value * 15)
+        # Calibration, runtime.infer on a 512x512 LR: 5.4 (x4) and 1.3 (x2) KiB per input pixel above
+        # the loaded model (graphs without symbolic intermediate shapes, export.value_info; 6.9 and 1.8
+        # with them); 12 maps of the stage's width give 6.0 and 1.5.
+        return float(positions * width * bytes_per_value * 12)
     attention = 0.0
     if info.config.get("skip_fusion") == "align_attention":
         try:
