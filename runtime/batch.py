@@ -498,7 +498,7 @@ class _UpscaleWorker:
             existing = [t for t in (out, heat) if t and _exists(t)]
             if existing and not o["overwrite"]:
                 return "skipped", f"{src}: output {existing[0]} exists (use --overwrite)", out
-            logger.warning("%s: %s cannot store this image (alpha or 16-bit); writing %s", src,
+            logger.warning("%s: %s cannot store this image (alpha, 16-bit or gray); writing %s", src,
                            os.path.splitext(str(row["output"]))[1].lstrip("."), os.path.basename(out))
         # an existing `out` here was written by an earlier attempt of this task (the plan skipped
         # the outputs that existed): rewriting it gives the same bytes

@@ -183,7 +183,8 @@ def output_path(src: str | os.PathLike, out_dir: str | os.PathLike, *, ext: str 
                 image: np.ndarray | None = None) -> Path:
     """``out_dir/<stem><suffix>.<ext>``; ``ext="auto"`` keeps a writable input extension, else PNG.
 
-    With ``image``, a format that cannot hold it (alpha or 16-bit in JPEG, 16-bit in WebP) becomes PNG.
+    With ``image``, a format that cannot hold it (alpha or 16-bit in JPEG; 16-bit or gray in WebP, which
+    has no gray mode: it would come back as three channels) becomes PNG.
     """
     src = Path(src)
     if ext == "auto":
@@ -193,7 +194,9 @@ def output_path(src: str | os.PathLike, out_dir: str | os.PathLike, *, ext: str 
     if image is not None:
         fmt = WRITE_FORMATS.get(chosen)
         has_alpha = image.ndim == 3 and image.shape[2] == 4
-        if (fmt == "JPEG" and (has_alpha or image.dtype != np.uint8)) or (fmt == "WebP" and image.dtype != np.uint8):
+        gray = image.ndim == 2 or image.shape[2] == 1
+        if (fmt == "JPEG" and (has_alpha or image.dtype != np.uint8)) or (
+                fmt == "WebP" and (image.dtype != np.uint8 or gray)):
             chosen = ".png"
     return Path(out_dir) / f"{src.stem}{suffix}{chosen}"
 

@@ -4,7 +4,7 @@ Inputs are image files, folders (their images, non-recursively: files with an im
 files skipped) and glob patterns (expanded here, so quoted patterns such as ``'photos/*.jpg'`` work too),
 given as arguments or with ``-i/--input``. Each output is ``OUT_DIR/<stem>[_<suffix>].<ext>``
 (``OUT_DIR`` defaults to ``results/``); ``--ext auto`` keeps the input's format where it can hold the
-result (BMP/GIF/PNM inputs, and alpha or 16-bit images that JPEG/WebP cannot store, are written as PNG).
+result (BMP/GIF/PNM inputs, and alpha, 16-bit or gray images that JPEG/WebP cannot store, are written as PNG).
 ``--save-uncertainty`` also writes ``<stem>[_<suffix>]_uncertainty.png``: the model's per-pixel
 ``s = ln theta`` (mean over RGB) normalised per image between its 1st and 99th percentiles and coloured
 with ``COLORMAP_INFERNO`` (bright = less certain; the colours are not comparable across images).
@@ -269,7 +269,7 @@ class _Batch:
         image = read_image(src, max_pixels=args.max_pixels or None)
         out = output_path(src, self.out_dir, ext=args.ext, suffix=self.suffix, image=image)
         if args.ext != "auto" and out.suffix != "." + args.ext:
-            logger.warning("%s: %s cannot store this image (alpha or 16-bit); writing %s", src, args.ext, out.name)
+            logger.warning("%s: %s cannot store this image (alpha, 16-bit or gray); writing %s", src, args.ext, out.name)
         heat = out.with_name(f"{out.stem}_uncertainty.png") if args.save_uncertainty else None
         for target in (out, heat):
             if target is not None and target != provisional and self._refused(src, target):

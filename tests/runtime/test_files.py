@@ -50,6 +50,11 @@ def test_output_path_naming():
     assert output_path("a/x.jpg", "o", image=img16) == Path("o/x.png")
     assert output_path("a/x.jpg", "o", image=rgba) == Path("o/x.png")
     assert output_path("a/x.png", "o", ext="webp") == Path("o/x.webp")
+    # WebP has no gray mode (a gray image comes back with three channels): gray stays gray as PNG
+    for gray in (np.zeros((2, 2), np.uint8), np.zeros((2, 2, 1), np.uint8)):
+        assert output_path("a/x.png", "o", ext="webp", image=gray) == Path("o/x.png")
+        assert output_path("a/x.png", "o", ext="jpg", image=gray) == Path("o/x.jpg")
+    assert output_path("a/x.png", "o", ext="webp", image=np.zeros((2, 2, 3), np.uint8)) == Path("o/x.webp")
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):

@@ -277,4 +277,4 @@ def test_warnings_of_the_cli_itself_have_the_prefix_under_python_m(tmp_path, nea
         capture_output=True, text=True, cwd=REPO, timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")})
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.splitlines() == [f"warning: {src}: jpg cannot store this image (alpha or 16-bit); writing x.png"]
+    assert proc.stderr.splitlines() == [f"warning: {src}: jpg cannot store this image (alpha, 16-bit or gray); writing x.png"]
