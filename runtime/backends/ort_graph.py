@@ -71,8 +71,9 @@ def cpu_model(model: str | os.PathLike | bytes) -> str | bytes:
     """What to hand ``onnxruntime.InferenceSession`` on the CPU provider for ``model`` (a path or bytes).
 
     The serialized graph with fused attention when ``model`` has ``WindowAttention`` nodes and is
-    float32; otherwise ``model`` itself (a path stays a path). Reading a file that is not a
-    valid ONNX model also returns it unchanged: ONNX Runtime then reports the problem itself.
+    float32 (its symbolic intermediate shapes dropped as well, :mod:`export.value_info`: files exported
+    before the exporter did it); otherwise ``model`` itself (a path stays a path). Reading a file that
+    is not a valid ONNX model also returns it unchanged: ONNX Runtime then reports the problem itself.
     """
     data = model if isinstance(model, bytes) else None
     if data is None:
