@@ -12,14 +12,9 @@ repository root with the dev venv::
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gate_samples import PIPELINES, samples  # noqa: E402
+from gate_samples import PIPELINES, samples
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """The images the gate experiments look at (issue 14): each photo of ``data/photos/val`` (512 px centre
 crops) and ``data/photos/train`` (384 px) under each pipeline, first draw of seed 0 as
 ``benchmarks.quality`` draws them, with the shipped x4 model's output before its gate, the gate's
-image-level weight and the optimal one. Used by ``backprojection.py`` and ``uncertainty_gate.py``.
+image-level weight, the gated output and the optimal weight. Used by ``gate_weights.py``,
+``backprojection.py`` and ``uncertainty_gate.py``.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from ugtsr.checkpoint import load_model
 from ugtsr.postfilters import bicubic_upsample
 
 PIPELINES = ("bicubic", "bsrgan", "bsrgan_plus", "realesrgan", "classic")
-SPLITS = (("val", 512), ("train", 384))
+#: (name, folder, centre-crop side)
+SPLITS = (("val", "data/photos/val", 512), ("train", "data/photos/train", 384))
 
 
 @dataclass
@@ -30,21 +32,26 @@ class Sample:
     sr: torch.Tensor  # the network's output before the gate
     uncertainty: torch.Tensor
     bicubic: torch.Tensor
+    gated: torch.Tensor  # the shipped output: the gate applied to sr
     w: float  # the gate's image-level weight towards bicubic
     w_opt: float  # the weight that minimises the image's squared error, clamped to [0, 1]
 
 
-def samples(model: str = "runtime/models/ugtsr_tiny_x4.pt") -> Iterator[Sample]:
+def samples(model: str = "runtime/models/ugtsr_tiny_x4.pt", *, splits=SPLITS, pipelines=PIPELINES,
+            seed: int = 0) -> Iterator[Sample]:
     net = load_model(model).eval()
     gate = net.fidelity_gate
-    const = gate.body[-1].bias + gate.context[-1].bias
-    for split, crop in SPLITS:
-        for path in sorted(Path("data/photos", split).glob("*.png")):
-            for pipe in PIPELINES:
-                lr, hr = degraded_pair(path, path.name, scale=net.config.scale, pipeline=pipe, seed=0, crop=crop)
+    if gate is None or gate.global_head is None:
+        raise SystemExit(f"{model}: the model has no fidelity gate with an image-level estimate")
+    const = gate.body[-1].bias + (gate.context[-1].bias if gate.context is not None else 0)
+    for split, folder, crop in splits:
+        for path in sorted(Path(folder).glob("*.png")):
+            for pipe in pipelines:
+                lr, hr = degraded_pair(path, path.name, scale=net.config.scale, pipeline=pipe, seed=seed, crop=crop)
                 lq = torch.from_numpy(np.ascontiguousarray(lr[:, :, ::-1], dtype=np.float32) / 255).permute(2, 0, 1)[None]
                 target = torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32)).permute(2, 0, 1)[None]
                 with torch.no_grad():
+                    gated = net(lq).sr
                     saved, net.fidelity_gate = net.fidelity_gate, None
                     out = net(lq)
                     net.fidelity_gate = saved
@@ -52,4 +59,4 @@ def samples(model: str = "runtime/models/ugtsr_tiny_x4.pt") -> Iterator[Sample]:
                     w = float(torch.sigmoid(gate.global_estimate(lq)[0, 0] + const))
                 d = bic - out.sr
                 w_opt = float(((d * (target - out.sr)).sum() / (d * d).sum().clamp_min(1e-12)).clamp(0, 1))
-                yield Sample(split, path.stem, pipe, lq, target, out.sr, out.uncertainty, bic, w, w_opt)
+                yield Sample(split, path.stem, pipe, lq, target, out.sr, out.uncertainty, bic, gated, w, w_opt)

@@ -14,15 +14,12 @@ root with the dev venv::
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
+from gate_samples import PIPELINES, samples
 
-from benchmarks.quality import degraded_pair
-from ugtsr.checkpoint import load_model
 from ugtsr.metrics import psnr_y_torch
-from ugtsr.postfilters import bicubic_upsample
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -33,37 +30,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="runtime/models/ugtsr_tiny_x4.pt")
     p.add_argument("--data", default="data/photos/val")
-    p.add_argument("--pipelines", nargs="+", default=["bicubic", "bsrgan", "bsrgan_plus", "realesrgan", "classic"])
+    p.add_argument("--pipelines", nargs="+", default=list(PIPELINES))
     p.add_argument("--crop", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    net = load_model(args.model).eval()
-    gate = net.fidelity_gate
-    if gate is None or gate.global_head is None:
-        raise SystemExit(f"{args.model}: the model has no fidelity gate with an image-level estimate")
-    const = gate.body[-1].bias + (gate.context[-1].bias if gate.context is not None else 0)
     print("| photo | pipeline | w (gate) | w* (optimal) | network PSNR (RGB) | bicubic | gated (shipped output) "
           "| PSNR-Y bicubic | PSNR-Y shipped | PSNR-Y oracle w* |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     means: dict[str, list[tuple[float, ...]]] = {}
-    for path in sorted(Path(args.data).glob("*.png")):
-        for pipe in args.pipelines:
-            lr, hr = degraded_pair(path, path.name, scale=net.config.scale, pipeline=pipe, seed=args.seed, crop=args.crop)
-            lq = torch.from_numpy(np.ascontiguousarray(lr[:, :, ::-1], dtype=np.float32) / 255).permute(2, 0, 1)[None]
-            target = torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32)).permute(2, 0, 1)[None]
-            with torch.no_grad():
-                gated = net(lq).sr
-                saved, net.fidelity_gate = net.fidelity_gate, None
-                sr = net(lq).sr
-                net.fidelity_gate = saved
-                bic = bicubic_upsample(lq, gate.bicubic, gate.scale)
-                w = float(torch.sigmoid(gate.global_estimate(lq)[0, 0] + const))
-            d = bic - sr
-            w_opt = float(((d * (target - sr)).sum() / (d * d).sum().clamp_min(1e-12)).clamp(0, 1))
-            oracle = sr + w_opt * d
-            ys = [float(psnr_y_torch(x.clamp(0, 1), target, crop_border=net.config.scale)) for x in (bic, gated, oracle)]
-            means.setdefault(pipe, []).append(tuple(ys))
-            print(f"| {path.stem} | {pipe} | {w:.3f} | {w_opt:.3f} | {_psnr(sr, target):.2f} | {_psnr(bic, target):.2f} "
-                  f"| {_psnr(gated, target):.2f} | {ys[0]:.2f} | {ys[1]:.2f} | {ys[2]:.2f} |")
+    for s in samples(args.model, splits=((args.data, args.data, args.crop),), pipelines=args.pipelines, seed=args.seed):
+        scale = s.target.shape[-1] // s.lq.shape[-1]
+        oracle = s.sr + s.w_opt * (s.bicubic - s.sr)
+        ys = [float(psnr_y_torch(x.clamp(0, 1), s.target, crop_border=scale)) for x in (s.bicubic, s.gated, oracle)]
+        means.setdefault(s.pipeline, []).append(tuple(ys))
+        print(f"| {s.photo} | {s.pipeline} | {s.w:.3f} | {s.w_opt:.3f} | {_psnr(s.sr, s.target):.2f} | {_psnr(s.bicubic, s.target):.2f} "
+              f"| {_psnr(s.gated, s.target):.2f} | {ys[0]:.2f} | {ys[1]:.2f} | {ys[2]:.2f} |")
     print("\n| pipeline | PSNR-Y bicubic | shipped - bicubic | oracle w* - bicubic |\n| --- | ---: | ---: | ---: |")
     for pipe, rows in means.items():
         b, g, o = (float(np.mean(c)) for c in zip(*rows))

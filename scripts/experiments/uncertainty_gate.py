@@ -11,14 +11,9 @@ the repository root with the dev venv::
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gate_samples import samples  # noqa: E402
+from gate_samples import samples
 
 
 def main() -> None:
