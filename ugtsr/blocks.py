@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ResBlock", "PlainResBlock", "DownStage", "UpStage", "upsample2x"]
+__all__ = ["ResBlock", "PlainResBlock", "DownStage", "SubpixelConv", "UpStage", "upsample2x"]
 
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:
@@ -91,6 +91,18 @@ class DownStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.res(self.conv(x))
+
+
+class SubpixelConv(nn.Module):
+    """Conv3x3 (``c_in -> 4 c_out``) then DepthToSpace x2: a learned x2 upsampling computed at the
+    input resolution (Shi et al., CVPR 2016, arXiv 1609.05158); ``UGTSRConfig.subpixel_skips``."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, 4 * c_out, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(x), 2)
 
 
 class UpStage(nn.Module):

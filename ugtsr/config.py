@@ -21,7 +21,7 @@ from .errors import ConfigError
 __all__ = ["UGTSRConfig", "PRESETS", "get_config", "MATCHING_MODES", "SKIP_FUSION_MODES"]
 
 MATCHING_MODES = ("nearest", "topk", "codeformer")
-_INT_FIELDS = ("scale", "latent_scale", "plain_stages", "subpixel_stages", "in_channels", "norm_groups", "codebook_size", "codebook_dim", "swin_heads", "swin_window",
+_INT_FIELDS = ("scale", "latent_scale", "plain_stages", "subpixel_stages", "subpixel_skips", "in_channels", "norm_groups", "codebook_size", "codebook_dim", "swin_heads", "swin_window",
                "top_k", "fusion_heads", "codeformer_dim", "codeformer_layers", "codeformer_heads", "codeformer_ffn",
                "align_window", "align_heads", "uncertainty_hidden")
 _POSITIVE_FIELDS = ("norm_groups", "codebook_dim", "swin_heads", "fusion_heads", "codeformer_dim",
@@ -54,6 +54,11 @@ class UGTSRConfig:
     #: arXiv 1609.05158), and so does the uncertainty head: no feature map at the output resolution
     #: (not FeMaSR's; issue 13: a quarter of the memory and FLOPs of that stage)
     subpixel_stages: int = 0
+    #: the last ``subpixel_skips`` (0 or 1) skips of the LQ encoder come from a sub-pixel convolution
+    #: of the skip before it (Conv3x3 to 4x the channels + DepthToSpace: no up stage and no residual
+    #: blocks at that resolution) and are added to the decoder's feature, not fused by Align-Attention
+    #: (not FeMaSR's or the paper's; issue 13: nothing of the LQ branch is computed at twice the LR)
+    subpixel_skips: int = 0
     norm_groups: int = 32
     norm_eps: float = 1e-6  # FeMaSR's GroupNorm eps (not PyTorch's 1e-5)
     codebook_size: int = 1024
@@ -126,6 +131,10 @@ class UGTSRConfig:
             bad(f"plain_stages must be in [0, {self.decoder_stages}], got {self.plain_stages}")
         if self.subpixel_stages not in (0, 1):
             bad(f"subpixel_stages must be 0 or 1, got {self.subpixel_stages}")
+        if self.subpixel_skips not in (0, 1):
+            bad(f"subpixel_skips must be 0 or 1, got {self.subpixel_skips}")
+        if self.subpixel_skips and (self.scale == 1 or self.decoder_stages < 3):
+            bad("subpixel_skips needs an SR model with two skips (latent_scale 8)")
         for name, length in (("channels", n_channels), ("codeformer_grid", 2), ("swin_depths", None)):
             v = getattr(self, name)
             if (not isinstance(v, tuple) or (length is not None and len(v) != length)
@@ -182,7 +191,7 @@ class UGTSRConfig:
         if self.scale == 1 and self.color_fix_sigma:
             bad("the HQ prior (scale 1) has no colour fix (color_fix_sigma must be 0)")
         if self.skip_fusion == "align_attention":
-            for c in self.channels[1:self.decoder_stages]:
+            for c in self.channels[1:self.align_skips + 1]:
                 if c % self.align_heads:
                     bad(f"skip width {c} not divisible by align_heads={self.align_heads}")
         if self.matching == "codeformer":
@@ -194,6 +203,14 @@ class UGTSRConfig:
     def decoder_stages(self) -> int:
         """x2 stages of the decoder: log2(latent_scale) (3 for FeMaSR's geometry)."""
         return int(math.log2(self.latent_scale))
+
+    @property
+    def align_skips(self) -> int:
+        """Skips fused by Align-Attention (``skip_fusion == "align_attention"``), from the lowest
+        resolution on; the others are added. 0 for the prior and for additive skips."""
+        if self.scale == 1 or self.skip_fusion != "align_attention":
+            return 0
+        return self.decoder_stages - 1 - self.subpixel_skips
 
     @property
     def encoder_downsamples(self) -> int:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import AlignAttention
-from .blocks import DownStage, PlainResBlock, UpStage
+from .blocks import DownStage, PlainResBlock, SubpixelConv, UpStage
 from .config import UGTSRConfig, get_config
 from .errors import UnsupportedInputError
 from .matching import Codebook, MatchResult, build_matcher
@@ -105,9 +105,13 @@ class Encoder(nn.Module):
         if not config.is_prior:
             self.swin = SwinStack(ch[0], depths=config.swin_depths, heads=config.swin_heads,
                                   window=config.swin_window, mlp_ratio=config.swin_mlp_ratio)
-            # skips for every decoder stage but the first: latent x2, x4 (latent_scale 8) or x2 (4)
-            self.up = nn.ModuleList(UpStage(ch[i], ch[i + 1], groups=g, eps=eps)
-                                    for i in range(config.decoder_stages - 1))
+            # skips for every decoder stage but the first: latent x2, x4 (latent_scale 8) or x2 (4);
+            # the last ``subpixel_skips`` of them a sub-pixel convolution of the skip before
+            n_up = config.decoder_stages - 1
+            self.up = nn.ModuleList(
+                SubpixelConv(ch[i], ch[i + 1]) if i >= n_up - config.subpixel_skips
+                else UpStage(ch[i], ch[i + 1], groups=g, eps=eps)
+                for i in range(n_up))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Returns the latent feature ``(B, ch0, h, w)`` and the skips at ``x2``[, ``x4``] (SR only)."""
@@ -145,7 +149,8 @@ class Decoder(nn.Module):
         for i, stage in enumerate(self.stages):
             if i > 0 and skips:
                 skip = skips[i - 1]
-                x = fusion[i - 1](x, skip) if fusion is not None else x + skip
+                # skips past the Align-Attention ones (UGTSRConfig.subpixel_skips) are added
+                x = fusion[i - 1](x, skip) if fusion is not None and i <= len(fusion) else x + skip
             if i == len(self.stages) - 1:
                 return x
             x = stage(x)
@@ -217,7 +222,7 @@ class UGTSRNet(nn.Module):
         if config.skip_fusion == "align_attention":
             self.skip_fusion = nn.ModuleList(
                 AlignAttention(c, heads=config.align_heads, window=config.align_window)
-                for c in ch[1:config.decoder_stages]
+                for c in ch[1:config.align_skips + 1]
             )
         self.uncertainty_head = (UncertaintyHead(ch[-1], config.uncertainty_hidden,
                                                 plain=config.plain_stages > 0, shuffle=self.decoder.shuffle)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import ugtsr
+from export.attention import window_attention_nodes
 from export.check import check_model
 from export.check import main as check_main
 from export.onnx import ExportOptions, onnx_from_checkpoint
@@ -387,6 +388,26 @@ def test_color_fix_and_gate_export_verified_fp32_and_fp16(tmp_path):
     res16 = onnx_from_checkpoint(ckpt, tmp_path / "cf16.onnx", options=ExportOptions(precision="fp16"))
     assert res16.report["passed"], res16.report["failure"]
     assert all(c["psnr_db"] >= 40 for c in res16.report["cases"])
+
+
+def test_subpixel_skip_exports_verified(tmp_path):
+    """issue 13: ``subpixel_skips 1`` (the last skip a sub-pixel convolution, added) exports with the
+    parity checks, one Align-Attention fewer, at odd sizes through the in-graph padding."""
+    base = tiny_model()
+    cfg = base.config.replace(subpixel_stages=1, plain_stages=1, subpixel_skips=1)
+    model = ugtsr.build_model(cfg).eval()
+    load_matching(model, base.state_dict())
+    ckpt = tmp_path / "sk.pt"
+    ugtsr.save_checkpoint(ckpt, model)
+    res = onnx_from_checkpoint(ckpt, tmp_path / "sk.onnx", options=ExportOptions(outputs=("sr", "indices", "uncertainty")))
+    assert res.report["passed"], res.report["failure"]
+    ref = ugtsr.build_model(cfg.replace(subpixel_skips=0)).eval()
+    ugtsr.save_checkpoint(tmp_path / "ref.pt", ref)
+    ref_res = onnx_from_checkpoint(tmp_path / "ref.pt", tmp_path / "ref.onnx", options=ExportOptions(verify=False))
+    n_att, n_ref = (len(window_attention_nodes(onnx.load(str(p)).graph)) for p in (res.path, ref_res.path))
+    assert n_att == n_ref - 1 >= 1  # the last skip's Align-Attention is gone
+    x = np.random.default_rng(6).random((1, 3, 37, 45), dtype=np.float32)
+    _assert_parity(_run(res.path, x), _torch_ref(model, x))
 
 
 def test_subpixel_tail_exports_verified(tmp_path):

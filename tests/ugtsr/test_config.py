@@ -125,3 +125,34 @@ def test_subpixel_stage_has_no_feature_map_at_the_output_resolution():
     for bad in (2, -1, True):
         with pytest.raises(ConfigError, match="subpixel_stages"):
             UGTSRConfig(**{**_SMALL, "subpixel_stages": bad})
+
+
+def test_subpixel_skip_makes_the_last_skip_at_the_lower_resolution_and_adds_it():
+    """issue 13: ``subpixel_skips 1``: the LQ encoder's last skip is a sub-pixel convolution of the
+    skip before it (nothing of the LQ branch at the higher resolution), added to the decoder's
+    feature; only the lower skip keeps Align-Attention."""
+    from ugtsr.attention import AlignAttention
+    from ugtsr.blocks import SubpixelConv
+    for scale in (4, 2):
+        cfg = UGTSRConfig(name="k", scale=scale, subpixel_stages=1, plain_stages=1, subpixel_skips=1, uncertainty_head=True,
+                          **{**_SMALL, "skip_fusion": "align_attention", "align_heads": 2})
+        assert cfg.align_skips == 1
+        model = build_model(cfg).eval()
+        assert isinstance(model.encoder.up[-1], SubpixelConv) and not isinstance(model.encoder.up[0], SubpixelConv)
+        assert len(model.skip_fusion) == 1 and isinstance(model.skip_fusion[0], AlignAttention)
+        x = torch.rand(1, 3, 32, 64)
+        with torch.no_grad():
+            _, skips = model.encoder(x)
+            out = model(x)
+        assert skips[1].shape[-2:] == (2 * skips[0].shape[-2], 2 * skips[0].shape[-1])
+        assert out.sr.shape == (1, 3, 32 * scale, 64 * scale) == out.uncertainty.shape
+        # the last skip is added: zeroing its convolution removes exactly that term
+        with torch.no_grad():
+            model.encoder.up[-1].conv.weight.zero_()
+            model.encoder.up[-1].conv.bias.zero_()
+            assert not torch.equal(model(x).sr, out.sr)
+    for bad in (2, -1, True):
+        with pytest.raises(ConfigError, match="subpixel_skips"):
+            UGTSRConfig(**{**_SMALL, "subpixel_skips": bad})
+    with pytest.raises(ConfigError, match="subpixel_skips needs"):
+        UGTSRConfig(**{**_SMALL, "latent_scale": 4, "subpixel_skips": 1})

@@ -79,3 +79,49 @@ def test_bad_arguments_are_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: --iters")
     assert dt.main(["--init", str(tmp_path / "none.pt"), "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scale", [4, 2])
+def test_skip_student_starts_from_the_teachers_upsampling_conv_and_reproduces_its_forward(scale):
+    """issue 13, ``--student skip``: the student shares the teacher but the last up stage of the
+    encoder and the last Align-Attention; its sub-pixel convolution is the exact low-resolution form
+    of that stage's nearest-x2 + conv; the cached path equals the student's forward."""
+    from ugtsr.blocks import upsample2x
+    teacher = dt.build_student(_teacher(scale)).eval()  # the skip student needs a sub-pixel last stage
+    student = dt.build_student(teacher, "skip").eval()
+    assert student.config.subpixel_skips == 1 and len(student.skip_fusion) == len(teacher.skip_fusion) - 1
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        _, skips = teacher.encoder(x)
+        up = teacher.encoder.up[-1].conv(upsample2x(skips[-2]))
+        assert torch.allclose(student.encoder.up[-1](skips[-2]), up, atol=1e-5)
+        feat, skip = dt._last_skip_inputs(student, x)
+        t_feat, t_skip = dt._last_skip_inputs(teacher, x)
+        assert torch.equal(feat, t_feat) and torch.equal(skip, t_skip)
+        _, out, unc = dt.student_tail(student, feat, x, skip)
+        ref = student(x)
+        assert torch.allclose(out, ref.sr, atol=1e-6) and torch.allclose(unc, ref.uncertainty, atol=1e-6)
+    with pytest.raises(ConfigError, match="sub-pixel last skip"):
+        dt.build_student(student, "skip")
+    with pytest.raises(ConfigError, match="--student tail"):
+        dt.build_student(_teacher(scale), "skip")
+
+
+@pytest.mark.parametrize("scale", [4, 2])
+def test_main_skip_student_trains_towards_the_teacher(tmp_path, scale):
+    data = tmp_path / "photos"
+    write_package_photos(data, 96, ("astronaut", "coffee"))
+    init = tmp_path / "teacher.pt"
+    ugtsr.save_checkpoint(init, dt.build_student(_teacher(scale)))
+    out = tmp_path / "out"
+    rc = dt.main(["--student", "skip", "--init", str(init), "--data", str(data), "--out", str(out), "--samples", "20",
+                  "--patch-size", "64", "--crop", "48", "--iters", "40", "--eval-every", "20", "--batch-size", "4",
+                  "--lr", "3e-3", "--mixture", "bsrgan=1,clean=1", "--hr-weight", "0.2"])
+    assert rc == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["student"] == "skip" and settings["steps"] == 40
+    assert settings["val_final"]["all"]["to_teacher"] > settings["val_start"]["all"]["to_teacher"]
+    model = ugtsr.load_model(out / "final.pt")
+    assert model.config.subpixel_skips == 1
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 16, 16)).sr.shape == (1, 3, 16 * scale, 16 * scale)

@@ -21,6 +21,14 @@ head train, on cached inputs:
    and ``--unc-weight`` x the L1 to the teacher's uncertainty map, cosine decay, on random windows
    (``--crop``) of the cached patches.
 
+``--student skip`` (issue 13, the fifth x4 release) distils the other part of the network that
+computes at twice the LR: the LQ encoder's last up stage (nearest x2, a convolution and two GroupNorm
+residual blocks) and the Align-Attention that fuses its skip into the decoder. The student
+(``UGTSRConfig.subpixel_skips = 1``, on a teacher that already has the sub-pixel last stage) makes
+that skip by a sub-pixel convolution of the encoder's previous skip (at the LR for x4) and adds it to
+the decoder's feature; the new convolution, the last stage, the output convolution and the
+uncertainty head train, on cached decoder features and skips.
+
 A tenth of the samples (``--val-fraction``) is held back: every ``--eval-every`` steps the log
 reports PSNR (RGB, 8-bit) against the HR for the student, the teacher and bicubic, and the
 student's PSNR against the teacher. Writes ``OUT/final.pt`` (a normal checkpoint), ``OUT/log.csv``
@@ -52,31 +60,77 @@ from ..postfilters import FidelityGate, bicubic_upsample
 from .gate_cache import _psnr, degraded_batches, parse_mixture
 from .logs import CsvRows, write_json_atomic
 
-__all__ = ["student_config", "build_student", "TailCache", "build_tail_cache", "student_tail", "main"]
+__all__ = ["STUDENTS", "student_config", "build_student", "TailCache", "build_tail_cache", "student_tail", "main"]
 
 logger = logging.getLogger(__name__)
 
 _DEGRADE_SALT = 0x7A11
 
 
-def student_config(teacher: UGTSRConfig) -> UGTSRConfig:
-    """The teacher's config with a sub-pixel, norm-free last decoder stage."""
+#: what ``--student`` replaces: ``tail`` the last decoder stage (``subpixel_stages``), ``skip`` the
+#: encoder's last up stage and its Align-Attention (``subpixel_skips``)
+STUDENTS = ("tail", "skip")
+
+
+def student_config(teacher: UGTSRConfig, kind: str = "tail") -> UGTSRConfig:
+    """The teacher's config with a sub-pixel, norm-free last decoder stage (``tail``) or a sub-pixel,
+    added last skip (``skip``; the teacher must have the sub-pixel last stage)."""
     if teacher.is_prior:
         raise ConfigError("distill_tail needs an SR model, not an HQ prior")
-    if teacher.subpixel_stages:
-        raise ConfigError(f"'{teacher.name}' already has a sub-pixel last stage")
-    return teacher.replace(subpixel_stages=1, plain_stages=max(1, teacher.plain_stages))
+    if kind == "tail":
+        if teacher.subpixel_stages:
+            raise ConfigError(f"'{teacher.name}' already has a sub-pixel last stage")
+        return teacher.replace(subpixel_stages=1, plain_stages=max(1, teacher.plain_stages))
+    if kind == "skip":
+        if teacher.subpixel_skips:
+            raise ConfigError(f"'{teacher.name}' already has a sub-pixel last skip")
+        if not teacher.subpixel_stages:
+            raise ConfigError(f"'{teacher.name}' has no sub-pixel last stage: distil that first (--student tail)")
+        return teacher.replace(subpixel_skips=1)
+    raise ConfigError(f"unknown student '{kind}'; choose one of {', '.join(STUDENTS)}")
 
 
-def build_student(teacher: UGTSRNet) -> UGTSRNet:
-    """A student that shares every tensor of the teacher but the last decoder stage, the output
-    convolution and the uncertainty head, which start from the teacher's where that is meaningful:
-    the stage's first convolution as is, the residual blocks as identities (second convolution at
-    zero), and the output convolutions' weights repeated for the four sub-pixel phases (so the
-    student starts as a nearest-neighbour x2 of the teacher's stage run at half resolution)."""
-    cfg = student_config(teacher.config)
+def _subpixel_from_upsampling_conv(conv: torch.nn.Conv2d) -> torch.Tensor:
+    """The weights of a 3x3 convolution at the low resolution whose DepthToSpace x2 equals ``conv``
+    (3x3) applied after a nearest x2 upsampling: output phase 0 of a row reads LR rows ``(-1, 0)``
+    with taps ``(w[-1], w[0] + w[1])``, phase 1 rows ``(0, +1)`` with ``(w[-1] + w[0], w[1])``;
+    likewise for columns. Shape ``(4 c_out, c_in, 3, 3)`` in ``pixel_shuffle``'s channel order."""
+    w = conv.weight.detach()
+    c_out, c_in = w.shape[:2]
+    # phase matrices P[a] (3 LR taps x 3 HR taps): LR tap r gets the sum of the HR taps mapped to it
+    P = torch.zeros(2, 3, 3, dtype=w.dtype)
+    P[0, 0, 0] = 1; P[0, 1, 1] = 1; P[0, 1, 2] = 1  # noqa: E702
+    P[1, 1, 0] = 1; P[1, 1, 1] = 1; P[1, 2, 2] = 1  # noqa: E702
+    out = torch.einsum("ary,bsx,oiyx->oabirs", P, P, w)  # (c_out, a, b, c_in, 3, 3)
+    return out.reshape(c_out * 4, c_in, 3, 3)
+
+
+def build_student(teacher: UGTSRNet, kind: str = "tail") -> UGTSRNet:
+    """``tail``: a student that shares every tensor of the teacher but the last decoder stage, the
+    output convolution and the uncertainty head, which start from the teacher's where that is
+    meaningful: the stage's first convolution as is, the residual blocks as identities (second
+    convolution at zero), and the output convolutions' weights repeated for the four sub-pixel phases
+    (so the student starts as a nearest-neighbour x2 of the teacher's stage run at half resolution).
+
+    ``skip``: every tensor of the teacher but the last up stage of the encoder and the last
+    Align-Attention; the new sub-pixel convolution starts as the exact low-resolution form of that
+    stage's first (upsampling) convolution, so the student starts with the teacher's skip without its
+    residual blocks and without the attention term."""
+    cfg = student_config(teacher.config, kind)
     student = UGTSRNet(cfg)
     t_state = teacher.state_dict()
+    if kind == "skip":
+        up = f"encoder.up.{len(student.encoder.up) - 1}."
+        state = {k: v for k, v in t_state.items()
+                 if not k.startswith(up) and not k.startswith(f"skip_fusion.{cfg.align_skips}.")}
+        missing, unexpected = student.load_state_dict(state, strict=False)
+        assert not unexpected and all(k.startswith(up) for k in missing), (missing, unexpected)
+        with torch.no_grad():
+            t_conv = teacher.encoder.up[-1].conv
+            s_conv = student.encoder.up[-1].conv
+            s_conv.weight.copy_(_subpixel_from_upsampling_conv(t_conv))
+            s_conv.bias.copy_(t_conv.bias.repeat_interleave(4))
+        return student
     last = f"decoder.stages.{cfg.decoder_stages - 1}."
     new_prefixes = (last, "decoder.out_conv.", "uncertainty_head.")
     state = {k: v for k, v in t_state.items() if not k.startswith(new_prefixes)}
@@ -102,12 +156,15 @@ def build_student(teacher: UGTSRNet) -> UGTSRNet:
 
 
 class TailCache:
-    """Per sample: ``feat`` float16 ``(N, C, 2h', 2w')`` (the input of the last decoder stage), ``lq``
-    float32, the teacher's ``pre`` (before the post-filters), ``out`` (final, clamped) and ``unc``
-    (float16, output resolution), ``hr`` uint8 and the mixture ``component``."""
+    """Per sample: ``feat`` float16 ``(N, C, 2h', 2w')`` (the input of the last decoder stage; for the
+    ``skip`` student the decoder's feature before the last skip is added), ``skip`` (``skip`` student:
+    float16, the encoder's skip that the new sub-pixel convolution reads; else None), ``lq`` float32,
+    the teacher's ``pre`` (before the post-filters), ``out`` (final, clamped) and ``unc`` (float16,
+    output resolution), ``hr`` uint8 and the mixture ``component``."""
 
-    def __init__(self, feat, lq, pre, out, unc, hr, component) -> None:
+    def __init__(self, feat, lq, pre, out, unc, hr, component, skip=None) -> None:
         self.feat, self.lq, self.pre, self.out, self.unc, self.hr = feat, lq, pre, out, unc, hr
+        self.skip = skip
         self.component = list(component)
 
     def __len__(self) -> int:
@@ -121,9 +178,28 @@ def _last_stage_input(model: UGTSRNet, lq: torch.Tensor) -> torch.Tensor:
     return model.decoder.last_stage_input(model.quant_out(model.match(z).z_q), skips, model.skip_fusion)
 
 
-def student_tail(model: UGTSRNet, feat: torch.Tensor, lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _last_skip_inputs(model: UGTSRNet, lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(decoder feature before the last skip is fused, the encoder skip before the last one)``:
+    what the ``skip`` student's new parts read (``model`` is the teacher or the student)."""
+    z, skips = model.encode(lq)
+    x = model.quant_out(model.match(z).z_q)
+    dec = model.decoder
+    for i, stage in enumerate(dec.stages[:-1]):
+        if 0 < i <= len(skips) - 1:
+            skip = skips[i - 1]
+            x = model.skip_fusion[i - 1](x, skip) if model.skip_fusion is not None and i <= len(model.skip_fusion) else x + skip
+        x = stage(x)
+    return x, skips[-2]
+
+
+def student_tail(model: UGTSRNet, feat: torch.Tensor, lq: torch.Tensor,
+                 skip: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``(pre, out, unc)`` of ``model`` from the last stage's input: the decoder's last stage, the
-    output convolution, the uncertainty head and the post-filters."""
+    output convolution, the uncertainty head and the post-filters. With ``skip`` (the ``skip``
+    student), ``feat`` is the decoder's feature before the last skip, which is made here: the
+    encoder's last (sub-pixel) up stage on ``skip``, added."""
+    if skip is not None:
+        feat = feat + model.encoder.up[-1](skip)
     pre, x = model.decoder.finish(feat)
     unc = model.uncertainty_head(x) if model.uncertainty_head is not None else None
     return pre, model.post_filter(pre, lq), unc
@@ -131,9 +207,9 @@ def student_tail(model: UGTSRNet, feat: torch.Tensor, lq: torch.Tensor) -> tuple
 
 @torch.inference_mode()
 def build_tail_cache(teacher: UGTSRNet, data: str | Path, *, samples: int, patch_size: int, seed: int,
-                     mixture: tuple[tuple[str, float], ...], batch: int = 8) -> TailCache:
+                     mixture: tuple[tuple[str, float], ...], batch: int = 8, kind: str = "tail") -> TailCache:
     scale = teacher.config.scale
-    cols: dict[str, list[torch.Tensor]] = {k: [] for k in ("feat", "lq", "pre", "out", "unc", "hr")}
+    cols: dict[str, list[torch.Tensor]] = {k: [] for k in ("feat", "lq", "pre", "out", "unc", "hr", "skip")}
     names: list[str] = []
     for lq, hr, batch_names in degraded_batches(data, scale=scale, samples=samples, patch_size=patch_size, seed=seed,
                                                 mixture=mixture, batch=batch, salt=_DEGRADE_SALT):
@@ -141,6 +217,9 @@ def build_tail_cache(teacher: UGTSRNet, data: str | Path, *, samples: int, patch
             raise ConfigError(f"--patch-size {patch_size}: the LR patch must be a multiple of {teacher.multiple_of}")
         feat = _last_stage_input(teacher, lq)
         pre, out, unc = student_tail(teacher, feat, lq)
+        if kind == "skip":  # the student's inputs instead: the decoder's feature before the last skip
+            feat, skip = _last_skip_inputs(teacher, lq)
+            cols["skip"].append(skip.half())
         cols["feat"].append(feat.half())
         cols["lq"].append(lq)
         cols["pre"].append(pre.half())
@@ -148,7 +227,8 @@ def build_tail_cache(teacher: UGTSRNet, data: str | Path, *, samples: int, patch
         cols["unc"].append((unc if unc is not None else torch.zeros_like(pre)).half())
         cols["hr"].append(hr)
         names += batch_names
-    return TailCache(*(torch.cat(cols[k]) for k in ("feat", "lq", "pre", "out", "unc", "hr")), names)
+    return TailCache(*(torch.cat(cols[k]) for k in ("feat", "lq", "pre", "out", "unc", "hr")), names,
+                     skip=torch.cat(cols["skip"]) if cols["skip"] else None)
 
 
 def _window(t: torch.Tensor, top: int, left: int, size: int, factor: int) -> torch.Tensor:
@@ -165,7 +245,8 @@ def evaluate(student: UGTSRNet, cache: TailCache, idx: torch.Tensor, *, batch: i
     for s in range(0, len(idx), batch):
         ids = idx[s:s + batch]
         lq = cache.lq[ids]
-        _, out, _ = student_tail(student, cache.feat[ids].float(), lq)
+        skip = cache.skip[ids].float() if cache.skip is not None else None
+        _, out, _ = student_tail(student, cache.feat[ids].float(), lq, skip)
         out = out.clamp(0, 1)
         hr = cache.hr[ids].float() / 255.0
         teacher = cache.out[ids].float()
@@ -187,9 +268,13 @@ def train_tail(student: UGTSRNet, cache: TailCache, train_idx: torch.Tensor, val
                log_path: Path | None, time_limit_min: float | None = None) -> list[dict]:
     scale = student.config.scale
     f = cache.feat.shape[-1] // cache.lq.shape[-1]  # feature pixels per LR pixel
+    # the skip student's cached skip may be coarser than the LR (x2: half): windows start and end on
+    # whole skip pixels
+    align = max(1, cache.lq.shape[-1] // cache.skip.shape[-1]) if cache.skip is not None else 1
     c_lr = crop // scale
-    if crop % scale or c_lr > cache.lq.shape[-1] or c_lr > cache.lq.shape[-2] or c_lr < 8:
-        raise ConfigError(f"--crop {crop}: must be a multiple of {scale}, at least {8 * scale} and at most the patch size")
+    if crop % (scale * align) or c_lr > cache.lq.shape[-1] or c_lr > cache.lq.shape[-2] or c_lr < 8:
+        raise ConfigError(f"--crop {crop}: must be a multiple of {scale * align}, at least {8 * scale} and at most "
+                          "the patch size")
     params = [p for n, p in student.named_parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(t, iters) / iters)))
@@ -200,11 +285,16 @@ def train_tail(student: UGTSRNet, cache: TailCache, train_idx: torch.Tensor, val
         for step in range(1, iters + 1):
             ids = train_idx[torch.randint(len(train_idx), (batch_size,), generator=g)]
             h, w = cache.lq.shape[-2:]
-            top, left = int(torch.randint(h - c_lr + 1, (1,), generator=g)), int(torch.randint(w - c_lr + 1, (1,), generator=g))
+            top = align * int(torch.randint((h - c_lr) // align + 1, (1,), generator=g))
+            left = align * int(torch.randint((w - c_lr) // align + 1, (1,), generator=g))
             lq = _window(cache.lq[ids], top, left, c_lr, 1)
             feat = _window(cache.feat[ids], top, left, c_lr, f).float()
+            skip = None
+            if cache.skip is not None:
+                sf = cache.skip.shape[-1] / cache.lq.shape[-1]
+                skip = cache.skip[ids][..., int(top * sf):int((top + c_lr) * sf), int(left * sf):int((left + c_lr) * sf)].float()
             pre_t, out_t, unc_t = (_window(t[ids], top, left, c_lr, scale).float() for t in (cache.pre, cache.out, cache.unc))
-            pre, out, unc = student_tail(student, feat, lq)
+            pre, out, unc = student_tail(student, feat, lq, skip)
             loss = teacher_weight * (F.l1_loss(pre, pre_t) + F.l1_loss(out, out_t))
             if hr_weight > 0:
                 loss = loss + hr_weight * F.l1_loss(out, _window(cache.hr[ids], top, left, c_lr, scale).float() / 255.0)
@@ -234,6 +324,8 @@ def train_tail(student: UGTSRNet, cache: TailCache, train_idx: torch.Tensor, val
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ugtsr.train.distill_tail", description=__doc__.splitlines()[0])
     p.add_argument("--init", required=True, help="the trained model (teacher) checkpoint")
+    p.add_argument("--student", choices=STUDENTS, default="tail",
+                   help="tail: a sub-pixel last decoder stage; skip: a sub-pixel, added last skip (module doc)")
     p.add_argument("--data", required=True, help="folder of HR training photos")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--mixture", default=",".join(f"{n}={w}" for n, w in MIXTURE_WIDE),
@@ -265,14 +357,16 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         t0 = time.perf_counter()
         teacher = load_checkpoint(args.init).build_model().eval().requires_grad_(False)
-        student = build_student(teacher).eval().requires_grad_(False)
+        student = build_student(teacher, args.student).eval().requires_grad_(False)
         trainable = [student.decoder.stages[-1], student.decoder.out_conv]
+        if args.student == "skip":
+            trainable.append(student.encoder.up[-1])
         if student.uncertainty_head is not None:
             trainable.append(student.uncertainty_head)
         for module in trainable:
             module.requires_grad_(True)
         cache = build_tail_cache(teacher, args.data, samples=args.samples, patch_size=args.patch_size, seed=args.seed,
-                                 mixture=mixture)
+                                 mixture=mixture, kind=args.student)
         t_cache = time.perf_counter() - t0
         n_val = max(1, int(round(len(cache) * args.val_fraction)))
         idx = torch.arange(len(cache))
@@ -293,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                 "trained_by": "ugtsr.train.distill_tail",
                 "command": " ".join([p.prog, *(argv if argv is not None else sys.argv[1:])])}
         save_checkpoint(args.out / "final.pt", student, **meta)
-        settings = {"command": meta["command"], "seed": args.seed, "samples": len(cache), "train_samples": len(train_idx),
+        settings = {"command": meta["command"], "student": args.student, "seed": args.seed, "samples": len(cache), "train_samples": len(train_idx),
                     "val_samples": len(val_idx), "patch_size": args.patch_size, "crop": args.crop, "mixture": dict(mixture),
                     "components": {c: cache.component.count(c) for c in sorted(set(cache.component))},
                     "steps": int(history[-1]["step"]), "batch_size": args.batch_size, "lr": args.lr,
