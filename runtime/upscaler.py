@@ -100,6 +100,11 @@ def estimate_bytes_per_pixel(info: ModelInfo, *, fused_attention: bool = False) 
     # Calibration: runtime.infer on a 512x512 LR image, a tiny_x4-shaped graph with
     # subpixel_stages 1: 8.9 KiB per input pixel above the loaded model; this gives 9.0.
     positions = (info.scale / 2) ** 2
+    if fused_attention and info.config.get("skip_fusion") == "align_attention" and info.config.get("subpixel_skips"):
+        # sub-pixel last skip too (the fifth default x4 model): nothing of the LQ branch runs at half the
+        # output resolution; the peak is the decoder's stage into it. Calibration, runtime.infer on a
+        # 512x512 LR: 2.5 KiB per input pixel above the loaded model; 6 maps of the width give 3.0.
+        return float(positions * width * bytes_per_value * 6)
     if fused_attention and info.config.get("skip_fusion") == "align_attention":
         # fused attention: the peak is the encoder's last up stage at half the output resolution while
         # the decoder's feature and the last attention's keys and values are alive (docs/EFFICIENCY.md).
