@@ -189,9 +189,10 @@ class TrainOptions:
         return preset.replace(**changes) if changes else preset
 
     def _init_decoder_tail(self, preset: UGTSRConfig) -> dict[str, Any]:
-        """The decoder-tail architecture of an SR ``--init`` checkpoint (``subpixel_stages``,
-        ``plain_stages``) where it differs from the preset's: fine-tuning the shipped fourth default
-        model (a sub-pixel, norm-free last stage) keeps that stage instead of failing on its shapes."""
+        """The sub-pixel/norm-free architecture of an SR ``--init`` checkpoint (``subpixel_stages``,
+        ``plain_stages``, ``subpixel_skips``) where it differs from the preset's: fine-tuning the
+        shipped default model (a sub-pixel, norm-free last stage; from the fifth x4 release a sub-pixel
+        last skip) keeps those parts instead of failing on their shapes."""
         if not self.init or self.stage == "prior":
             return {}
         from ..checkpoint import load_checkpoint
@@ -203,7 +204,7 @@ class TrainOptions:
             return {}  # a FeMaSR file or an unreadable one: the model loaders report it
         if cfg.is_prior:
             return {}
-        return {f: getattr(cfg, f) for f in ("subpixel_stages", "plain_stages") if getattr(cfg, f) != getattr(preset, f)}
+        return {f: getattr(cfg, f) for f in ("subpixel_stages", "plain_stages", "subpixel_skips") if getattr(cfg, f) != getattr(preset, f)}
 
     def _check_stage_flags(self, bad: Any) -> None:
         if self.stage == "prior":
