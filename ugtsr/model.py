@@ -143,15 +143,24 @@ class Decoder(nn.Module):
         self.shuffle = 2 if config.subpixel_stages else 1
         self.out_conv = nn.Conv2d(ch[-1], 3 * self.shuffle ** 2, 3, padding=1)
 
-    def last_stage_input(self, x: torch.Tensor, skips: list[torch.Tensor], fusion: nn.ModuleList | None) -> torch.Tensor:
+    @staticmethod
+    def fuse_skip(i: int, x: torch.Tensor, skips: list[torch.Tensor], fusion: nn.ModuleList | None) -> torch.Tensor:
+        """Stage ``i``'s input (``i >= 1``): ``x`` with the encoder's skip ``i - 1`` fused by
+        Align-Attention, or added (additive skips, and those past the Align-Attention ones:
+        ``UGTSRConfig.subpixel_skips``)."""
+        skip = skips[i - 1]
+        return fusion[i - 1](x, skip) if fusion is not None and i <= len(fusion) else x + skip
+
+    def last_stage_input(self, x: torch.Tensor, skips: list[torch.Tensor], fusion: nn.ModuleList | None, *,
+                         fuse_last: bool = True) -> torch.Tensor:
         """The feature that enters the last stage: every stage before it, and each stage's skip
-        fusion (``ugtsr.train.distill_tail`` trains a new last stage on it)."""
+        fusion (``ugtsr.train.distill_tail`` trains a new last stage on it); with ``fuse_last=False``
+        without the last stage's own skip (what ``distill_tail --student skip`` caches)."""
+        last = len(self.stages) - 1
         for i, stage in enumerate(self.stages):
-            if i > 0 and skips:
-                skip = skips[i - 1]
-                # skips past the Align-Attention ones (UGTSRConfig.subpixel_skips) are added
-                x = fusion[i - 1](x, skip) if fusion is not None and i <= len(fusion) else x + skip
-            if i == len(self.stages) - 1:
+            if i > 0 and skips and (i < last or fuse_last):
+                x = self.fuse_skip(i, x, skips, fusion)
+            if i == last:
                 return x
             x = stage(x)
         raise AssertionError("unreachable: a decoder has at least one stage")

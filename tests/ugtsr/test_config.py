@@ -146,7 +146,7 @@ def test_subpixel_skip_makes_the_last_skip_at_the_lower_resolution_and_adds_it()
             out = model(x)
         assert skips[1].shape[-2:] == (2 * skips[0].shape[-2], 2 * skips[0].shape[-1])
         assert out.sr.shape == (1, 3, 32 * scale, 64 * scale) == out.uncertainty.shape
-        # the last skip is added: zeroing its convolution removes exactly that term
+        # the last skip reaches the output: zeroing its convolution changes it
         with torch.no_grad():
             model.encoder.up[-1].conv.weight.zero_()
             model.encoder.up[-1].conv.bias.zero_()

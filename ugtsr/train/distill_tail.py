@@ -171,24 +171,28 @@ class TailCache:
         return self.lq.shape[0]
 
 
+def _before_last_skip(model: UGTSRNet, lq: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``(the decoder's feature before the last stage's skip is fused, the encoder's skips)`` for an
+    input whose size is a multiple of ``model.multiple_of``."""
+    z, skips = model.encode(lq)
+    x = model.decoder.last_stage_input(model.quant_out(model.match(z).z_q), skips, model.skip_fusion, fuse_last=False)
+    return x, skips
+
+
+def _fuse_last_skip(model: UGTSRNet, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+    return model.decoder.fuse_skip(len(model.decoder.stages) - 1, x, skips, model.skip_fusion) if skips else x
+
+
 def _last_stage_input(model: UGTSRNet, lq: torch.Tensor) -> torch.Tensor:
     """The feature that enters the last decoder stage (after its skip fusion), for an input whose
     size is a multiple of ``model.multiple_of``."""
-    z, skips = model.encode(lq)
-    return model.decoder.last_stage_input(model.quant_out(model.match(z).z_q), skips, model.skip_fusion)
+    return _fuse_last_skip(model, *_before_last_skip(model, lq))
 
 
 def _last_skip_inputs(model: UGTSRNet, lq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(decoder feature before the last skip is fused, the encoder skip before the last one)``:
     what the ``skip`` student's new parts read (``model`` is the teacher or the student)."""
-    z, skips = model.encode(lq)
-    x = model.quant_out(model.match(z).z_q)
-    dec = model.decoder
-    for i, stage in enumerate(dec.stages[:-1]):
-        if 0 < i <= len(skips) - 1:
-            skip = skips[i - 1]
-            x = model.skip_fusion[i - 1](x, skip) if model.skip_fusion is not None and i <= len(model.skip_fusion) else x + skip
-        x = stage(x)
+    x, skips = _before_last_skip(model, lq)
     return x, skips[-2]
 
 
@@ -215,11 +219,12 @@ def build_tail_cache(teacher: UGTSRNet, data: str | Path, *, samples: int, patch
                                                 mixture=mixture, batch=batch, salt=_DEGRADE_SALT):
         if lq.shape[-1] % teacher.multiple_of or lq.shape[-2] % teacher.multiple_of:
             raise ConfigError(f"--patch-size {patch_size}: the LR patch must be a multiple of {teacher.multiple_of}")
-        feat = _last_stage_input(teacher, lq)
+        before, skips = _before_last_skip(teacher, lq)
+        feat = _fuse_last_skip(teacher, before, skips)
         pre, out, unc = student_tail(teacher, feat, lq)
         if kind == "skip":  # the student's inputs instead: the decoder's feature before the last skip
-            feat, skip = _last_skip_inputs(teacher, lq)
-            cols["skip"].append(skip.half())
+            feat = before
+            cols["skip"].append(skips[-2].half())
         cols["feat"].append(feat.half())
         cols["lq"].append(lq)
         cols["pre"].append(pre.half())
@@ -231,8 +236,10 @@ def build_tail_cache(teacher: UGTSRNet, data: str | Path, *, samples: int, patch
                      skip=torch.cat(cols["skip"]) if cols["skip"] else None)
 
 
-def _window(t: torch.Tensor, top: int, left: int, size: int, factor: int) -> torch.Tensor:
-    return t[..., top * factor:(top + size) * factor, left * factor:(left + size) * factor]
+def _window(t: torch.Tensor, top: int, left: int, size: int, factor: float) -> torch.Tensor:
+    """The window of ``t`` over LR pixels ``[top, top + size) x [left, left + size)``, ``t`` having
+    ``factor`` pixels per LR pixel (below 1 for a coarser map: the window must cover whole pixels)."""
+    return t[..., int(top * factor):int((top + size) * factor), int(left * factor):int((left + size) * factor)]
 
 
 @torch.no_grad()
@@ -271,6 +278,7 @@ def train_tail(student: UGTSRNet, cache: TailCache, train_idx: torch.Tensor, val
     # the skip student's cached skip may be coarser than the LR (x2: half): windows start and end on
     # whole skip pixels
     align = max(1, cache.lq.shape[-1] // cache.skip.shape[-1]) if cache.skip is not None else 1
+    sf = cache.skip.shape[-1] / cache.lq.shape[-1] if cache.skip is not None else 0.0  # skip pixels per LR pixel
     c_lr = crop // scale
     if crop % (scale * align) or c_lr > cache.lq.shape[-1] or c_lr > cache.lq.shape[-2] or c_lr < 8:
         raise ConfigError(f"--crop {crop}: must be a multiple of {scale * align}, at least {8 * scale} and at most "
@@ -289,10 +297,7 @@ def train_tail(student: UGTSRNet, cache: TailCache, train_idx: torch.Tensor, val
             left = align * int(torch.randint((w - c_lr) // align + 1, (1,), generator=g))
             lq = _window(cache.lq[ids], top, left, c_lr, 1)
             feat = _window(cache.feat[ids], top, left, c_lr, f).float()
-            skip = None
-            if cache.skip is not None:
-                sf = cache.skip.shape[-1] / cache.lq.shape[-1]
-                skip = cache.skip[ids][..., int(top * sf):int((top + c_lr) * sf), int(left * sf):int((left + c_lr) * sf)].float()
+            skip = _window(cache.skip[ids], top, left, c_lr, sf).float() if cache.skip is not None else None
             pre_t, out_t, unc_t = (_window(t[ids], top, left, c_lr, scale).float() for t in (cache.pre, cache.out, cache.unc))
             pre, out, unc = student_tail(student, feat, lq, skip)
             loss = teacher_weight * (F.l1_loss(pre, pre_t) + F.l1_loss(out, out_t))
