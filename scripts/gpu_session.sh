@@ -27,7 +27,7 @@ DEV="${DEV:-cuda}"; WORKERS="${WORKERS:-12}"; BS="${BS:-16}"; PS="${PS:-128}"
 PRIOR_MIN="${PRIOR_MIN:-1.8}"; S1_MIN="${S1_MIN:-0.8}"; S2_MIN="${S2_MIN:-1.2}"
 LOG="$OUT/session.log"
 { date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"; } > "$LOG" 2>&1
-$PY scripts/prepare_photos.py data/photos --no-mate >> "$LOG" 2>$PY scripts/prepare_photos.py data/photos >> "$LOG" 2>&11
+$PY scripts/prepare_photos.py data/photos --no-mate >> "$LOG" 2>&1  # the shipped recipe: Python-package photos only
 COMMON=(--preset tiny_x4 --data data/photos/train --iters 1000000 --batch-size "$BS" --patch-size "$PS"
         --perceptual-weight 0 --gan-weight 0 --device "$DEV" --num-workers "$WORKERS" --seed 0
         --save-every 1000000 --log-every 50 --quiet --no-tensorboard)

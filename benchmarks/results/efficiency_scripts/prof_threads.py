@@ -6,7 +6,7 @@ path = sys.argv[1]; n = int(sys.argv[2]); R = int(sys.argv[3])
 res = {}
 for th in (1, 2):
     so = ort.SessionOptions(); so.intra_op_num_threads = th; so.enable_mem_pattern = False
-    so.enable_profiling = True; so.profile_file_prefix = fos.path.join(os.environ.get("TMPDIR", "/tmp"), f"pt{th}")
+    so.enable_profiling = True; so.profile_file_prefix = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"pt{th}")
     s = ort.InferenceSession(cpu_model(path), so, providers=["CPUExecutionProvider"])
     x = np.random.rand(1, 3, n, n).astype(np.float32)
     for _ in range(R): s.run(None, {"lq": x})
