@@ -57,7 +57,7 @@ from ugtsr.errors import ConfigError, MissingDependencyError, UGTSRError
 
 from . import _common as C
 
-__all__ = ["PEERS", "COMPACT", "build_peer", "count_gflop", "add_arguments", "run_peers"]
+__all__ = ["PEERS", "COMPACT", "build_peer", "count_gflop", "paired_ratio", "add_arguments", "run_peers"]
 
 COMPACT = "realesr-general-x4v3"
 RRDB = "RealESRGAN_x4plus"
@@ -350,12 +350,25 @@ def _measure(models: dict[str, dict[str, Any]], sides: list[int], threads: list[
     return rows
 
 
+def paired_ratio(gflop: float, times_ms: Sequence[float], ref_gflop: float, ref_times_ms: Sequence[float]) -> dict[str, float]:
+    """GFLOP/s of a model against a reference, round by round: in round ``i`` both were called one
+    right after the other, so ``(gflop / t_i) / (ref_gflop / ref_t_i)`` cancels whatever load the
+    shared machine had during that round. Returns the median and the quartiles over the rounds (the
+    ratio of the two medians, ``gflops_vs_compact``, can move with load that changed mid-run)."""
+    if not times_ms or len(times_ms) != len(ref_times_ms):
+        raise ValueError(f"paired rounds need equal, non-empty timing lists, got {len(times_ms)} and {len(ref_times_ms)}")
+    per_round = (gflop / ref_gflop) * np.asarray(ref_times_ms, dtype=np.float64) / np.asarray(times_ms, dtype=np.float64)
+    q25, q50, q75 = np.quantile(per_round, [0.25, 0.5, 0.75])
+    return {"median": round(float(q50), 3), "q25": round(float(q25), 3), "q75": round(float(q75), 3)}
+
+
 def _ratios(rows: list[dict[str, Any]]) -> None:
     ref = {(r["side"], r["threads"]): r for r in rows if r["model"] == COMPACT and r["status"] == "measured"}
     for r in rows:
         c = ref.get((r["side"], r["threads"]))
         if r["status"] == "measured" and c:
             r["gflops_vs_compact"] = round(r["gflop_per_s"] / c["gflop_per_s"], 3)
+            r["gflops_vs_compact_paired"] = paired_ratio(r["gflop"], r["times_ms"], c["gflop"], c["times_ms"])
             r["time_vs_compact"] = round(r["median_ms"] / c["median_ms"], 3)
 
 
@@ -365,6 +378,9 @@ def _write(rows: list[dict[str, Any]], models: dict[str, dict[str, Any]], args: 
     notes = ["ONNX Runtime CPU (CPUExecutionProvider), sessions with the runtime's options; numpy in -> numpy out",
              f"latency: median of {args.repeats} interleaved rounds after {args.warmup} warm-up calls; every model "
              "and thread count is called once per round",
+             "vs Compact: GFLOP/s over the Compact peer's from the two medians; paired: the same ratio in each round "
+             "(both called one after the other) and its median and quartiles over the rounds, which cancels load "
+             "that changes during the run",
              "GFLOP: torch.utils.flop_counter on the PyTorch model (conv/matmul, 2 FLOP per MAC); a graph of ours "
              "without the uncertainty output (export --outputs sr) is charged without the head's FLOPs",
              "every graph is run for all of its outputs (ONNX Runtime runs every node whatever outputs are fetched)",
@@ -407,6 +423,8 @@ def _table(rows: list[dict[str, Any]], threads: list[int]) -> str:
             line[f"ms ({t} thr)"] = r.get("median_ms") if ok else "skipped"
             line[f"GFLOP/s ({t} thr)"] = r.get("gflop_per_s") if ok else ""
             line[f"vs Compact ({t} thr)"] = r.get("gflops_vs_compact", "") if ok else ""
+            pr = r.get("gflops_vs_compact_paired") if ok else None
+            line[f"paired, IQR ({t} thr)"] = f"{pr['median']} [{pr['q25']}-{pr['q75']}]" if pr else ""
         line["peak MiB above model"] = first.get("peak_above_model_mib", "")
         line["KiB / input px"] = first.get("peak_kib_per_input_pixel", "")
         out.append(line)

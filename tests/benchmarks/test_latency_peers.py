@@ -53,3 +53,21 @@ def test_export_formulation_of_the_norms_equals_eager(monkeypatch, dtype):
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     torch.testing.assert_close(got_gn, eager_gn, atol=tol, rtol=0)
     torch.testing.assert_close(got_ln, eager_ln, atol=tol, rtol=0)
+
+
+def test_paired_ratio_cancels_load_that_changes_mid_run():
+    from benchmarks.latency_peers import paired_ratio
+
+    # ours takes 1.25x the reference's time in each round but the third (where the host slowed 2x
+    # between the two calls) and the two medians come from different halves of the run: the paired
+    # median stays at the true ratio, the ratio of medians does not
+    ref = [100.0, 100.0, 100.0, 200.0, 200.0]
+    ours = [125.0, 125.0, 250.0, 250.0, 250.0]
+    got = paired_ratio(40.0, ours, 40.0, ref)
+    assert got["median"] == 0.8 and got["q25"] <= got["median"] <= got["q75"]
+    medians = (40.0 / 250.0) / (40.0 / 100.0)  # what the ratio of medians says: 0.4
+    assert abs(medians - 0.4) < 1e-12 and got["median"] != round(medians, 3)
+    # FLOP counts scale the ratio
+    assert paired_ratio(20.0, [100.0], 40.0, [100.0])["median"] == 0.5
+    with pytest.raises(ValueError):
+        paired_ratio(1.0, [1.0, 2.0], 1.0, [1.0])
