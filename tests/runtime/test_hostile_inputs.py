@@ -168,8 +168,10 @@ def assert_clean_stderr(err: str) -> None:
 
 
 def assert_complete_outputs(folder: Path, scale: int = 4) -> list[Path]:
-    """Every file in ``folder`` is a whole image (atomic writes: nothing half-written)."""
-    outputs = sorted(p for p in folder.iterdir() if p.is_file())
+    """Every output in ``folder`` is a whole image (atomic writes: nothing half-written). Temporary
+    files are not outputs: a kill -9 can land after a temp file is written and before its rename
+    (callers check ``temp_files`` separately where none may be left)."""
+    outputs = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in temp_files(folder))
     for p in outputs:
         assert read_image(p).shape[:2] == (H * scale, W * scale), p
     return outputs
