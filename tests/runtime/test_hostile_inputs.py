@@ -146,8 +146,12 @@ def digest(folder: Path) -> dict[str, str]:
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _is_temp(name: str) -> bool:
+    return is_temp_name(name) or name.endswith(".tmp")
+
+
 def temp_files(folder: Path) -> list[str]:
-    return [p.name for p in folder.rglob("*") if is_temp_name(p.name) or p.name.endswith(".tmp")]
+    return [p.name for p in folder.rglob("*") if _is_temp(p.name)]
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -171,7 +175,7 @@ def assert_complete_outputs(folder: Path, scale: int = 4) -> list[Path]:
     """Every output in ``folder`` is a whole image (atomic writes: nothing half-written). Temporary
     files are not outputs: a kill -9 can land after a temp file is written and before its rename
     (callers check ``temp_files`` separately where none may be left)."""
-    outputs = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in temp_files(folder))
+    outputs = sorted(p for p in folder.iterdir() if p.is_file() and not _is_temp(p.name))
     for p in outputs:
         assert read_image(p).shape[:2] == (H * scale, W * scale), p
     return outputs
