@@ -94,15 +94,18 @@ class DownStage(nn.Module):
 
 
 class SubpixelConv(nn.Module):
-    """Conv3x3 (``c_in -> 4 c_out``) then DepthToSpace x2: a learned x2 upsampling computed at the
-    input resolution (Shi et al., CVPR 2016, arXiv 1609.05158); ``UGTSRConfig.subpixel_skips``."""
+    """Conv3x3 (``c_in -> factor**2 c_out``) then DepthToSpace ``factor``: a learned upsampling
+    computed at the input resolution (Shi et al., CVPR 2016, arXiv 1609.05158);
+    ``UGTSRConfig.subpixel_skips`` (x2) and ``bicubic_residual``'s LR input (x2, or x1: a plain conv)."""
 
-    def __init__(self, c_in: int, c_out: int) -> None:
+    def __init__(self, c_in: int, c_out: int, factor: int = 2) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(c_in, 4 * c_out, 3, padding=1)
+        self.factor = int(factor)
+        self.conv = nn.Conv2d(c_in, self.factor ** 2 * c_out, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(self.conv(x), 2)
+        y = self.conv(x)
+        return F.pixel_shuffle(y, self.factor) if self.factor > 1 else y
 
 
 class UpStage(nn.Module):

@@ -97,6 +97,12 @@ class UGTSRConfig:
     #: LR features averaged over the whole input, a logit offset for the image and a bias for the
     #: context's features); needs fidelity_gate
     fidelity_gate_global: bool = False
+    #: the decoder's output is a residual on bicubic(LR) (``sr = bicubic(lq) + decoder(...)``) and its
+    #: last stage also reads the LR through a convolution (``UGTSRNet.lr_tail``); not in the paper or
+    #: FeMaSR: the global residual of VDSR (Kim et al., CVPR 2016, arXiv 1511.04587), so that what the
+    #: LR already holds need not pass through the codebook (issue 14: on a clean LR the network alone
+    #: was 1.5-12.6 dB below bicubic)
+    bicubic_residual: bool = False
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -121,7 +127,8 @@ class UGTSRConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
                 bad(f"{name} must be a finite number, got {v!r}")
-        for name in ("uncertainty_head", "fidelity_gate", "fidelity_gate_context", "fidelity_gate_global"):
+        for name in ("uncertainty_head", "fidelity_gate", "fidelity_gate_context", "fidelity_gate_global",
+                     "bicubic_residual"):
             if not isinstance(getattr(self, name), bool):
                 bad(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.latent_scale not in (4, 8):
@@ -188,6 +195,8 @@ class UGTSRConfig:
             bad("fidelity_gate_context needs fidelity_gate")
         if self.fidelity_gate_global and not self.fidelity_gate:
             bad("fidelity_gate_global needs fidelity_gate")
+        if self.scale == 1 and self.bicubic_residual:
+            bad("the HQ prior (scale 1) has no bicubic residual")
         if self.scale == 1 and self.color_fix_sigma:
             bad("the HQ prior (scale 1) has no colour fix (color_fix_sigma must be 0)")
         if self.skip_fusion == "align_attention":
@@ -243,7 +252,7 @@ class UGTSRConfig:
         return dataclasses.replace(
             self, name=f"{self.name}_prior", scale=1, matching="nearest", skip_fusion="add",
             uncertainty_head=False, color_fix_sigma=0.0, fidelity_gate=False, fidelity_gate_context=False,
-            fidelity_gate_global=False,
+            fidelity_gate_global=False, bicubic_residual=False,
         )
 
     def replace(self, **changes: Any) -> UGTSRConfig:

@@ -26,7 +26,7 @@ from .blocks import DownStage, PlainResBlock, SubpixelConv, UpStage
 from .config import UGTSRConfig, get_config
 from .errors import UnsupportedInputError
 from .matching import Codebook, MatchResult, build_matcher
-from .postfilters import ColorFix, FidelityGate
+from .postfilters import ColorFix, FidelityGate, bicubic_upsample
 from .swin import SwinStack
 
 __all__ = ["UGTSROutput", "UGTSRNet", "Encoder", "Decoder", "UncertaintyHead", "build_model",
@@ -165,10 +165,13 @@ class Decoder(nn.Module):
             x = stage(x)
         raise AssertionError("unreachable: a decoder has at least one stage")
 
-    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], fusion: nn.ModuleList | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, skips: list[torch.Tensor], fusion: nn.ModuleList | None,
+                extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``x``: after quant_out ``(B, ch0, h, w)``. Returns ``(sr, last feature (B, ch[-1], Lh, Lw))``
-        with ``L = latent_scale`` (``L / 2`` with ``subpixel_stages``)."""
-        return self.finish(self.last_stage_input(x, skips, fusion))
+        with ``L = latent_scale`` (``L / 2`` with ``subpixel_stages``). ``extra`` (``UGTSRNet.lr_tail``'s
+        output) is added to the last stage's input."""
+        x = self.last_stage_input(x, skips, fusion)
+        return self.finish(x if extra is None else x + extra.to(x.dtype))
 
     def finish(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The last stage and the output convolution on :meth:`last_stage_input`'s feature:
@@ -240,6 +243,14 @@ class UGTSRNet(nn.Module):
         self.fidelity_gate = (FidelityGate(config.scale, context=config.fidelity_gate_context,
                                            global_context=config.fidelity_gate_global)
                               if config.fidelity_gate else None)
+        #: bicubic_residual: the LR into the decoder's last stage (Conv3x3 3 -> c * f^2, DepthToSpace f,
+        #: f = the last stage's input pixels per LR pixel) and the bicubic weights of the residual
+        self.lr_tail: nn.Module | None = None
+        if config.bicubic_residual:
+            f = config.scale // 2
+            c = ch[config.decoder_stages - 1]
+            self.lr_tail = SubpixelConv(config.in_channels, c, factor=f)
+            self.register_buffer("bicubic", FidelityGate.bicubic_weight(config.scale), persistent=False)
         #: training only (``ugtsr.train --train-decoder``): the uncertainty head reads a detached
         #: feature, so that its ESU loss trains the head and not the decoder
         self.detach_uncertainty_input = False
@@ -264,13 +275,25 @@ class UGTSRNet(nn.Module):
     def match(self, z: torch.Tensor) -> MatchResult:
         return self.matcher(z, self.codebook.embedding)
 
-    def decode(self, z_q: torch.Tensor, skips: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Quantized feature (+ skips) -> ``(sr, uncertainty or None)``."""
-        sr, feat = self.decoder(self.quant_out(z_q), skips, self.skip_fusion)
+    def decode(self, z_q: torch.Tensor, skips: list[torch.Tensor],
+               lq: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Quantized feature (+ skips) -> ``(sr, uncertainty or None)``; with ``bicubic_residual`` the
+        (unpadded-to-multiple) LR ``lq`` is required."""
+        if self.lr_tail is not None and lq is None:
+            raise ValueError("a model with bicubic_residual decodes with the LR input")
+        extra = self.lr_tail(lq.to(self.lr_tail.conv.weight.dtype)) if self.lr_tail is not None else None
+        sr, feat = self.decoder(self.quant_out(z_q), skips, self.skip_fusion, extra)
+        sr = self.add_residual(sr, lq)
         if self.uncertainty_head is None:
             return sr, None
         unc = self.uncertainty_head(feat.detach() if self.detach_uncertainty_input else feat)
         return sr, unc
+
+    def add_residual(self, sr: torch.Tensor, lq: torch.Tensor | None) -> torch.Tensor:
+        """``sr + bicubic(lq)`` with ``bicubic_residual`` (``sr`` unchanged otherwise)."""
+        if self.lr_tail is None:
+            return sr
+        return sr + bicubic_upsample(lq.to(sr.dtype), self.bicubic, self.config.scale)
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Index map ``(B, h, w)`` -> image ``(B, 3, Lh, Lw)`` (``L = latent_scale``) through the prior
@@ -282,7 +305,7 @@ class UGTSRNet(nn.Module):
         """The network on an input whose H, W are multiples of ``multiple_of`` (no padding)."""
         z, skips = self.encode(x)
         m = self.match(z)
-        sr, unc = self.decode(m.z_q, skips)
+        sr, unc = self.decode(m.z_q, skips, x)
         return UGTSROutput(sr=self.post_filter(sr, x), uncertainty=unc, z=z, match=m)
 
     def post_filter(self, sr: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:

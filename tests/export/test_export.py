@@ -410,6 +410,25 @@ def test_subpixel_skip_exports_verified(tmp_path):
     _assert_parity(_run(res.path, x), _torch_ref(model, x))
 
 
+def test_bicubic_residual_exports_verified(tmp_path):
+    """issue 14: ``bicubic_residual`` (the output a residual on bicubic(LR), the LR into the last
+    stage) exports with the parity checks, at odd sizes through the in-graph padding."""
+    base = tiny_model()
+    cfg = base.config.replace(subpixel_stages=1, plain_stages=1, subpixel_skips=1, bicubic_residual=True,
+                              color_fix_sigma=4.0, fidelity_gate=True)
+    model = ugtsr.build_model(cfg).eval()
+    load_matching(model, base.state_dict())
+    torch.manual_seed(3)
+    with torch.no_grad():
+        model.lr_tail.conv.weight.normal_(0, 0.05)
+    ckpt = tmp_path / "res.pt"
+    ugtsr.save_checkpoint(ckpt, model)
+    res = onnx_from_checkpoint(ckpt, tmp_path / "res.onnx", options=ExportOptions(outputs=("sr", "indices", "uncertainty")))
+    assert res.report["passed"], res.report["failure"]
+    x = np.random.default_rng(7).random((1, 3, 37, 45), dtype=np.float32)
+    _assert_parity(_run(res.path, x), _torch_ref(model, x))
+
+
 def test_subpixel_tail_exports_verified(tmp_path):
     """issue 13: a model with the sub-pixel, norm-free last stage (``subpixel_stages 1``) exports
     with the same parity checks, at odd sizes through the in-graph padding."""

@@ -156,3 +156,15 @@ def test_subpixel_skip_makes_the_last_skip_at_the_lower_resolution_and_adds_it()
             UGTSRConfig(**{**_SMALL, "subpixel_skips": bad})
     with pytest.raises(ConfigError, match="subpixel_skips needs"):
         UGTSRConfig(**{**_SMALL, "latent_scale": 4, "subpixel_skips": 1})
+
+
+def test_bicubic_residual_is_a_bool_and_not_for_the_prior():
+    """issue 14: ``bicubic_residual`` is validated like the other switches; the prior has none."""
+    with pytest.raises(ConfigError, match="bicubic_residual must be true or false"):
+        UGTSRConfig(**{**_SMALL, "bicubic_residual": 1})
+    with pytest.raises(ConfigError, match="no bicubic residual"):
+        UGTSRConfig(**{**_SMALL, "scale": 1, "matching": "nearest", "skip_fusion": "add", "uncertainty_head": False,
+                       "bicubic_residual": True})
+    cfg = UGTSRConfig(**{**_SMALL, "bicubic_residual": True})
+    assert cfg.prior_config().bicubic_residual is False
+    assert UGTSRConfig.from_dict(cfg.to_dict()) == cfg

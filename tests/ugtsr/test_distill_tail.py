@@ -125,3 +125,53 @@ def test_main_skip_student_trains_towards_the_teacher(tmp_path, scale):
     assert model.config.subpixel_skips == 1
     with torch.no_grad():
         assert model(torch.rand(1, 3, 16, 16)).sr.shape == (1, 3, 16 * scale, 16 * scale)
+
+
+@pytest.mark.parametrize("scale", [4, 2])
+def test_residual_student_starts_as_the_teachers_post_filters_on_bicubic(scale):
+    """issue 14, ``--student residual``: the student adds bicubic(LR) to the decoder's output and reads
+    the LR in its last stage; it starts with both new paths at zero, so its output before the
+    post-filters is bicubic exactly, and the cached path equals its forward."""
+    from ugtsr.postfilters import FidelityGate, bicubic_upsample
+    teacher = dt.build_student(dt.build_student(_teacher(scale)).eval(), "skip").eval()
+    student = dt.build_student(teacher, "residual").eval()
+    assert student.config.bicubic_residual and student.lr_tail is not None
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        feat, skip = dt._last_skip_inputs(student, x)
+        pre, out, unc = dt.student_tail(student, feat, x, skip)
+        bic = bicubic_upsample(x, FidelityGate.bicubic_weight(scale), scale)
+        assert torch.allclose(pre, bic, atol=1e-6)
+        ref = student(x)
+        assert torch.allclose(out, ref.sr, atol=1e-6) and torch.allclose(unc, ref.uncertainty, atol=1e-6)
+        # the teacher's uncertainty head reads the same feature: unchanged at initialisation
+        assert torch.allclose(unc, teacher(x).uncertainty, atol=1e-6)
+        # with weights in the new paths the LR reaches the last stage
+        student.lr_tail.conv.weight.normal_(0, 0.1)
+        student.decoder.out_conv.weight.normal_(0, 0.1)
+        x2 = x.clone()
+        x2[..., 10:20, 10:20] += 0.3
+        assert not torch.allclose(student(x).sr, student(x2).sr)
+    with pytest.raises(ConfigError, match="bicubic residual"):
+        dt.build_student(student, "residual")
+
+
+def test_main_residual_student_trains_towards_the_hr(tmp_path):
+    data = tmp_path / "photos"
+    write_package_photos(data, 96, ("astronaut", "coffee"))
+    init = tmp_path / "teacher.pt"
+    ugtsr.save_checkpoint(init, dt.build_student(_teacher(4)))  # no sub-pixel skip: the tail cache
+    out = tmp_path / "out"
+    rc = dt.main(["--student", "residual", "--init", str(init), "--data", str(data), "--out", str(out), "--samples", "20",
+                  "--patch-size", "64", "--crop", "48", "--iters", "40", "--eval-every", "20", "--batch-size", "4",
+                  "--lr", "3e-3", "--mixture", "bsrgan=1,clean=1", "--hr-weight", "1", "--teacher-weight", "0"])
+    assert rc == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["student"] == "residual" and settings["steps"] == 40
+    # trained: lr_tail (3 -> 4 x 16 channels), the last stage, out_conv, the uncertainty head
+    assert settings["trained_parameters"] > 3 * 64 * 9
+    model = ugtsr.load_model(out / "final.pt")
+    assert model.config.bicubic_residual and model.lr_tail is not None
+    assert float(model.lr_tail.conv.weight.detach().abs().sum()) > 0  # it trained (it started at zero)
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 17, 23)).sr.shape == (1, 3, 68, 92)
