@@ -162,10 +162,12 @@ def test_main_residual_student_trains_towards_the_hr(tmp_path):
     init = tmp_path / "teacher.pt"
     ugtsr.save_checkpoint(init, dt.build_student(_teacher(4)))  # no sub-pixel skip: the tail cache
     out = tmp_path / "out"
-    rc = dt.main(["--student", "residual", "--init", str(init), "--data", str(data), "--out", str(out), "--samples", "20",
-                  "--patch-size", "64", "--crop", "48", "--iters", "40", "--eval-every", "20", "--batch-size", "4",
-                  "--lr", "3e-3", "--mixture", "bsrgan=1,clean=1", "--hr-weight", "1", "--teacher-weight", "0"])
-    assert rc == 0
+    common = ["--student", "residual", "--init", str(init), "--data", str(data), "--samples", "20",
+              "--patch-size", "64", "--crop", "48", "--eval-every", "20", "--batch-size", "4",
+              "--lr", "3e-3", "--mixture", "bsrgan=1,clean=1", "--hr-weight", "1", "--teacher-weight", "0",
+              "--cache", str(tmp_path / "cache.pt")]
+    rc = dt.main([*common, "--out", str(out), "--iters", "40"])
+    assert rc == 0 and (tmp_path / "cache.pt").is_file()
     settings = json.loads((out / "settings.json").read_text())
     assert settings["student"] == "residual" and settings["steps"] == 40
     # trained: lr_tail (3 -> 4 x 16 channels), the last stage, out_conv, the uncertainty head
@@ -175,3 +177,12 @@ def test_main_residual_student_trains_towards_the_hr(tmp_path):
     assert float(model.lr_tail.conv.weight.detach().abs().sum()) > 0  # it trained (it started at zero)
     with torch.no_grad():
         assert model(torch.rand(1, 3, 17, 23)).sr.shape == (1, 3, 68, 92)
+    # a second run reads the cache and continues from the first run's student
+    again = tmp_path / "again"
+    assert dt.main([*common, "--out", str(again), "--iters", "20", "--student-init", str(out / "final.pt")]) == 0
+    s2 = json.loads((again / "settings.json").read_text())
+    assert s2["cache_seconds"] < settings["cache_seconds"]
+    assert abs(s2["val_start"]["all"]["student"] - settings["val_final"]["all"]["student"]) < 1e-4
+    # a cache of other settings, or a student of another teacher, is a one-line error
+    assert dt.main([*common[:-1], str(tmp_path / "cache.pt"), "--out", str(again), "--iters", "1", "--seed", "5"]) == 2
+    assert dt.main([*common, "--out", str(again), "--iters", "1", "--student-init", str(init)]) == 2

@@ -60,7 +60,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import atomic_torch_save, load_checkpoint, save_checkpoint
 from ..config import UGTSRConfig
 from ..degrade.simple import MIXTURE_WIDE
 from ..errors import ConfigError, UGTSRError
@@ -360,6 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--mixture", default=",".join(f"{n}={w}" for n, w in MIXTURE_WIDE),
                    help="NAME=P,... over bsrgan, realesrgan, classic, light, clean (default: mixed_wide's)")
+    p.add_argument("--cache", type=Path, default=None, metavar="FILE",
+                   help="keep the cached teacher runs in FILE (written after the first run, read by later runs with "
+                        "the same --init, --student, --data, --samples, --patch-size, --seed and --mixture)")
+    p.add_argument("--student-init", type=Path, default=None, metavar="CKPT",
+                   help="start the student from this checkpoint (a student of --init, e.g. an earlier run's "
+                        "final.pt) instead of building it from the teacher")
     p.add_argument("--samples", type=int, default=1600)
     p.add_argument("--patch-size", type=int, default=256, help="HR patch side")
     p.add_argument("--crop", type=int, default=128, help="HR side of the random training windows")
@@ -388,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         teacher = load_checkpoint(args.init).build_model().eval().requires_grad_(False)
         student = build_student(teacher, args.student).eval().requires_grad_(False)
+        if args.student_init is not None:
+            start = load_checkpoint(args.student_init)
+            if start.config != student.config:
+                raise ConfigError(f"{args.student_init}: not a '{args.student}' student of {args.init} (its config differs)")
+            student.load_state_dict(start.build_model().state_dict())
         trainable = [student.decoder.stages[-1], student.decoder.out_conv]
         # the cache's form: the residual student on a teacher with a sub-pixel last skip trains that
         # skip's convolution too
@@ -401,8 +412,23 @@ def main(argv: list[str] | None = None) -> int:
             trainable.append(student.uncertainty_head)
         for module in trainable:
             module.requires_grad_(True)
-        cache = build_tail_cache(teacher, args.data, samples=args.samples, patch_size=args.patch_size, seed=args.seed,
-                                 mixture=mixture, kind=cache_kind)
+        key = {"init": str(Path(args.init).resolve()), "kind": cache_kind, "data": str(Path(args.data).resolve()),
+               "samples": args.samples, "patch_size": args.patch_size, "seed": args.seed,
+               "mixture": [list(m) for m in mixture]}
+        fields = ("feat", "lq", "pre", "out", "unc", "hr")
+        if args.cache is not None and args.cache.is_file():
+            saved = torch.load(args.cache, weights_only=True)
+            if saved.get("key") != key:
+                raise ConfigError(f"{args.cache}: a cache of other settings ({saved.get('key')}); remove it or pass "
+                                  "another --cache")
+            cache = TailCache(*(saved[k] for k in fields), saved["component"], skip=saved["skip"])
+            logger.info("cache: %d samples from %s", len(cache), args.cache)
+        else:
+            cache = build_tail_cache(teacher, args.data, samples=args.samples, patch_size=args.patch_size,
+                                     seed=args.seed, mixture=mixture, kind=cache_kind)
+            if args.cache is not None:
+                atomic_torch_save({"key": key, **{k: getattr(cache, k) for k in fields}, "skip": cache.skip,
+                                   "component": cache.component}, args.cache)
         t_cache = time.perf_counter() - t0
         n_val = max(1, int(round(len(cache) * args.val_fraction)))
         idx = torch.arange(len(cache))
@@ -423,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
                 "trained_by": "ugtsr.train.distill_tail",
                 "command": " ".join([p.prog, *(argv if argv is not None else sys.argv[1:])])}
         save_checkpoint(args.out / "final.pt", student, **meta)
-        settings = {"command": meta["command"], "student": args.student, "seed": args.seed, "samples": len(cache), "train_samples": len(train_idx),
+        settings = {"command": meta["command"], "student": args.student,
+                    "student_init": str(args.student_init) if args.student_init else None, "seed": args.seed, "samples": len(cache), "train_samples": len(train_idx),
                     "val_samples": len(val_idx), "patch_size": args.patch_size, "crop": args.crop, "mixture": dict(mixture),
                     "components": {c: cache.component.count(c) for c in sorted(set(cache.component))},
                     "steps": int(history[-1]["step"]), "batch_size": args.batch_size, "lr": args.lr,
