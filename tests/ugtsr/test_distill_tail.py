@@ -186,3 +186,54 @@ def test_main_residual_student_trains_towards_the_hr(tmp_path):
     # a cache of other settings, or a student of another teacher, is a one-line error
     assert dt.main([*common[:-1], str(tmp_path / "cache.pt"), "--out", str(again), "--iters", "1", "--seed", "5"]) == 2
     assert dt.main([*common, "--out", str(again), "--iters", "1", "--student-init", str(init)]) == 2
+
+
+@pytest.mark.parametrize("scale", [4, 2])
+def test_plain_student_is_norm_free_and_its_cached_path_is_its_forward(scale):
+    """issue 13, ``--student plain``: every decoder stage norm-free; the blocks that lose their
+    GroupNorm start as identities; the cached path (decoder input and skips) equals the forward."""
+    from ugtsr.blocks import PlainResBlock
+    teacher = dt.build_student(dt.build_student(_teacher(scale)).eval(), "skip").eval()
+    student = dt.build_student(teacher, "plain").eval()
+    assert student.config.plain_stages == student.config.decoder_stages
+    assert all(isinstance(b, PlainResBlock) for st in student.decoder.stages for b in st.res)
+    assert not any("norm" in k for k in student.state_dict() if k.startswith("decoder."))
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        z, skips = student.encode(x)
+        feat = student.quant_out(student.match(z).z_q)
+        _, out, unc = dt.student_tail(student, feat, x, None, skips)
+        ref = student(x)
+        assert torch.allclose(out, ref.sr, atol=1e-6) and torch.allclose(unc, ref.uncertainty, atol=1e-6)
+        # the stages before the last start without their residual blocks: x -> conv(up(x))
+        st = student.decoder.stages[0]
+        y = torch.rand(1, st.conv.in_channels, 8, 8)
+        assert torch.allclose(st(y), st.conv(torch.nn.functional.interpolate(y, scale_factor=2.0, mode="nearest")),
+                              atol=1e-6)
+    with pytest.raises(ConfigError, match="no decoder stage with GroupNorm"):
+        dt.build_student(student, "plain")
+
+
+def test_main_plain_student_trains_towards_the_teacher(tmp_path):
+    data = tmp_path / "photos"
+    write_package_photos(data, 128, ("astronaut", "coffee"))
+    init = tmp_path / "teacher.pt"
+    ugtsr.save_checkpoint(init, dt.build_student(dt.build_student(_teacher(4)).eval(), "skip"))
+    out = tmp_path / "out"
+    rc = dt.main(["--student", "plain", "--init", str(init), "--data", str(data), "--out", str(out), "--samples", "20",
+                  "--patch-size", "128", "--crop", "64", "--iters", "40", "--eval-every", "20", "--batch-size", "4",
+                  "--lr", "3e-3", "--mixture", "bsrgan=1,clean=1", "--hr-weight", "0.2", "--cache", str(tmp_path / "c.pt")])
+    assert rc == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["student"] == "plain" and settings["steps"] == 40
+    assert settings["val_final"]["all"]["to_teacher"] > settings["val_start"]["all"]["to_teacher"]
+    model = ugtsr.load_model(out / "final.pt")
+    assert model.config.plain_stages == model.config.decoder_stages
+    # the cache holds the decoder's input and both skips, and a second run reads it
+    assert dt.main(["--student", "plain", "--init", str(init), "--data", str(data), "--out", str(tmp_path / "o2"),
+                    "--samples", "20", "--patch-size", "128", "--crop", "64", "--iters", "2", "--batch-size", "4",
+                    "--mixture", "bsrgan=1,clean=1", "--cache", str(tmp_path / "c.pt")]) == 0
+    # a window that cuts the decoder's attention windows is a one-line error
+    assert dt.main(["--student", "plain", "--init", str(init), "--data", str(data), "--out", str(tmp_path / "o3"),
+                    "--samples", "20", "--patch-size", "128", "--crop", "48", "--iters", "2", "--batch-size", "4",
+                    "--mixture", "bsrgan=1,clean=1", "--cache", str(tmp_path / "c.pt")]) == 2

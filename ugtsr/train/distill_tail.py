@@ -38,6 +38,12 @@ the output convolution, the LR convolution, the uncertainty head and (on a teach
 last skip) that skip's convolution train. What the LR already holds then need not pass through the
 codebook: on a clean LR the fifth release's network alone was 1.5-12.6 dB below bicubic.
 
+``--student plain`` (issue 13) makes every decoder stage norm-free (``plain_stages`` = all): the
+residual blocks that lose their GroupNorm start as identities; every decoder stage, the output
+convolution and the uncertainty head train, on cached decoder inputs (after ``quant_out``) and skips,
+with the Align-Attention between the stages frozen. The training windows (``--crop``) must then hold
+whole attention windows.
+
 A tenth of the samples (``--val-fraction``) is held back: every ``--eval-every`` steps the log
 reports PSNR (RGB, 8-bit) against the HR for the student, the teacher and bicubic, and the
 student's PSNR against the teacher. Writes ``OUT/final.pt`` (a normal checkpoint), ``OUT/log.csv``
@@ -78,8 +84,9 @@ _DEGRADE_SALT = 0x7A11
 
 #: what ``--student`` replaces: ``tail`` the last decoder stage (``subpixel_stages``), ``skip`` the
 #: encoder's last up stage and its Align-Attention (``subpixel_skips``); ``residual`` retrains the
-#: output path as a residual on bicubic(LR) with the LR into the last stage (``bicubic_residual``)
-STUDENTS = ("tail", "skip", "residual")
+#: output path as a residual on bicubic(LR) with the LR into the last stage (``bicubic_residual``);
+#: ``plain`` makes every decoder stage norm-free (``plain_stages`` = all)
+STUDENTS = ("tail", "skip", "residual", "plain")
 
 
 def student_config(teacher: UGTSRConfig, kind: str = "tail") -> UGTSRConfig:
@@ -97,6 +104,10 @@ def student_config(teacher: UGTSRConfig, kind: str = "tail") -> UGTSRConfig:
         if not teacher.subpixel_stages:
             raise ConfigError(f"'{teacher.name}' has no sub-pixel last stage: distil that first (--student tail)")
         return teacher.replace(subpixel_skips=1)
+    if kind == "plain":
+        if teacher.plain_stages >= teacher.decoder_stages:
+            raise ConfigError(f"'{teacher.name}' has no decoder stage with GroupNorm left")
+        return teacher.replace(plain_stages=teacher.decoder_stages)
     if kind == "residual":
         if teacher.bicubic_residual:
             raise ConfigError(f"'{teacher.name}' already has a bicubic residual")
@@ -133,6 +144,18 @@ def build_student(teacher: UGTSRNet, kind: str = "tail") -> UGTSRNet:
     cfg = student_config(teacher.config, kind)
     student = UGTSRNet(cfg)
     t_state = teacher.state_dict()
+    if kind == "plain":
+        # the convolutions keep their names; the norms go; the blocks that lose them start as
+        # identities (second convolution at zero), their stage's upsampling convolution as it was
+        state = {k: v for k, v in t_state.items() if k in student.state_dict()}
+        missing, unexpected = student.load_state_dict(state, strict=False)
+        assert not missing and not unexpected, (missing, unexpected)
+        with torch.no_grad():
+            for i in range(cfg.decoder_stages - teacher.config.plain_stages):
+                for block in student.decoder.stages[i].res:
+                    torch.nn.init.zeros_(block.conv2.weight)
+                    torch.nn.init.zeros_(block.conv2.bias)
+        return student
     if kind == "residual":
         missing, unexpected = student.load_state_dict(t_state, strict=False)
         assert not unexpected and all(k.startswith("lr_tail.") for k in missing), (missing, unexpected)
@@ -184,9 +207,12 @@ class TailCache:
     the teacher's ``pre`` (before the post-filters), ``out`` (final, clamped) and ``unc`` (float16,
     output resolution), ``hr`` uint8 and the mixture ``component``."""
 
-    def __init__(self, feat, lq, pre, out, unc, hr, component, skip=None) -> None:
+    def __init__(self, feat, lq, pre, out, unc, hr, component, skip=None, skips=None) -> None:
         self.feat, self.lq, self.pre, self.out, self.unc, self.hr = feat, lq, pre, out, unc, hr
         self.skip = skip
+        #: ``plain`` student: ``feat`` is the decoder's input (after quant_out) and ``skips`` the
+        #: encoder's skips (float16), all of which the decoder reads
+        self.skips = list(skips) if skips is not None else None
         self.component = list(component)
 
     def __len__(self) -> int:
@@ -219,11 +245,14 @@ def _last_skip_inputs(model: UGTSRNet, lq: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 def student_tail(model: UGTSRNet, feat: torch.Tensor, lq: torch.Tensor,
-                 skip: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                 skip: torch.Tensor | None = None,
+                 skips: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``(pre, out, unc)`` of ``model`` from the last stage's input: the decoder's last stage, the
     output convolution, the uncertainty head and the post-filters. With ``skip`` (the ``skip``
     student), ``feat`` is the decoder's feature before the last skip, which is made here: the
     encoder's last (sub-pixel) up stage on ``skip``, added."""
+    if skips is not None:  # the plain student: ``feat`` is the decoder's input; every stage runs
+        feat = model.decoder.last_stage_input(feat, skips, model.skip_fusion)
     if skip is not None:
         feat = feat + model.encoder.up[-1](skip)
     if model.lr_tail is not None:
@@ -239,6 +268,7 @@ def build_tail_cache(teacher: UGTSRNet, data: str | Path, *, samples: int, patch
                      mixture: tuple[tuple[str, float], ...], batch: int = 8, kind: str = "tail") -> TailCache:
     scale = teacher.config.scale
     cols: dict[str, list[torch.Tensor]] = {k: [] for k in ("feat", "lq", "pre", "out", "unc", "hr", "skip")}
+    skip_cols: list[list[torch.Tensor]] = []
     names: list[str] = []
     for lq, hr, batch_names in degraded_batches(data, scale=scale, samples=samples, patch_size=patch_size, seed=seed,
                                                 mixture=mixture, batch=batch, salt=_DEGRADE_SALT):
@@ -250,6 +280,12 @@ def build_tail_cache(teacher: UGTSRNet, data: str | Path, *, samples: int, patch
         if kind == "skip":  # the student's inputs instead: the decoder's feature before the last skip
             feat = before
             cols["skip"].append(skips[-2].half())
+        elif kind == "plain":  # the decoder's input and every skip
+            feat = teacher.quant_out(teacher.match(teacher.encode(lq)[0]).z_q)
+            if not skip_cols:
+                skip_cols = [[] for _ in skips]
+            for col, t in zip(skip_cols, skips):
+                col.append(t.half())
         cols["feat"].append(feat.half())
         cols["lq"].append(lq)
         cols["pre"].append(pre.half())
@@ -258,7 +294,8 @@ def build_tail_cache(teacher: UGTSRNet, data: str | Path, *, samples: int, patch
         cols["hr"].append(hr)
         names += batch_names
     return TailCache(*(torch.cat(cols[k]) for k in ("feat", "lq", "pre", "out", "unc", "hr")), names,
-                     skip=torch.cat(cols["skip"]) if cols["skip"] else None)
+                     skip=torch.cat(cols["skip"]) if cols["skip"] else None,
+                     skips=[torch.cat(c) for c in skip_cols] if skip_cols else None)
 
 
 def _window(t: torch.Tensor, top: int, left: int, size: int, factor: float) -> torch.Tensor:
@@ -278,7 +315,8 @@ def evaluate(student: UGTSRNet, cache: TailCache, idx: torch.Tensor, *, batch: i
         ids = idx[s:s + batch]
         lq = cache.lq[ids]
         skip = cache.skip[ids].float() if cache.skip is not None else None
-        _, out, _ = student_tail(student, cache.feat[ids].float(), lq, skip)
+        skips = [t[ids].float() for t in cache.skips] if cache.skips is not None else None
+        _, out, _ = student_tail(student, cache.feat[ids].float(), lq, skip, skips)
         out = out.clamp(0, 1)
         hr = cache.hr[ids].float() / 255.0
         teacher = cache.out[ids].float()
@@ -299,12 +337,16 @@ def train_tail(student: UGTSRNet, cache: TailCache, train_idx: torch.Tensor, val
                teacher_weight: float = 1.0, hr_weight: float = 0.0,
                log_path: Path | None, time_limit_min: float | None = None) -> list[dict]:
     scale = student.config.scale
-    f = cache.feat.shape[-1] // cache.lq.shape[-1]  # feature pixels per LR pixel
-    # the skip student's cached skip may be coarser than the LR (x2: half): windows start and end on
-    # whole skip pixels
-    align = max(1, cache.lq.shape[-1] // cache.skip.shape[-1]) if cache.skip is not None else 1
+    f = cache.feat.shape[-1] / cache.lq.shape[-1]  # feature pixels per LR pixel (plain: the latent, below 1)
+    # the cached maps may be coarser than the LR (the skip student's skip at x2, the plain student's
+    # decoder input): windows start and end on whole pixels of each
+    maps = [cache.feat] + ([cache.skip] if cache.skip is not None else []) + list(cache.skips or [])
+    align = max(max(1, cache.lq.shape[-1] // t.shape[-1]) for t in maps)
     sf = cache.skip.shape[-1] / cache.lq.shape[-1] if cache.skip is not None else 0.0  # skip pixels per LR pixel
     c_lr = crop // scale
+    if cache.skips is not None and c_lr % student.config.multiple_of:
+        # the plain student runs the decoder's Align-Attention on the window: whole attention windows
+        raise ConfigError(f"--crop {crop}: the plain student needs a multiple of {scale * student.config.multiple_of}")
     if crop % (scale * align) or c_lr > cache.lq.shape[-1] or c_lr > cache.lq.shape[-2] or c_lr < 8:
         raise ConfigError(f"--crop {crop}: must be a multiple of {scale * align}, at least {8 * scale} and at most "
                           "the patch size")
@@ -323,8 +365,10 @@ def train_tail(student: UGTSRNet, cache: TailCache, train_idx: torch.Tensor, val
             lq = _window(cache.lq[ids], top, left, c_lr, 1)
             feat = _window(cache.feat[ids], top, left, c_lr, f).float()
             skip = _window(cache.skip[ids], top, left, c_lr, sf).float() if cache.skip is not None else None
+            skips = ([_window(t[ids], top, left, c_lr, t.shape[-1] / cache.lq.shape[-1]).float() for t in cache.skips]
+                     if cache.skips is not None else None)
             pre_t, out_t, unc_t = (_window(t[ids], top, left, c_lr, scale).float() for t in (cache.pre, cache.out, cache.unc))
-            pre, out, unc = student_tail(student, feat, lq, skip)
+            pre, out, unc = student_tail(student, feat, lq, skip, skips)
             loss = teacher_weight * (F.l1_loss(pre, pre_t) + F.l1_loss(out, out_t))
             if hr_weight > 0:
                 loss = loss + hr_weight * F.l1_loss(out, _window(cache.hr[ids], top, left, c_lr, scale).float() / 255.0)
@@ -400,10 +444,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"{args.student_init}: not a '{args.student}' student of {args.init} (its config differs)")
             student.load_state_dict(start.build_model().state_dict())
         trainable = [student.decoder.stages[-1], student.decoder.out_conv]
+        if args.student == "plain":  # every decoder stage (the Align-Attention between them stays frozen)
+            trainable = [student.decoder.stages, student.decoder.out_conv]
         # the cache's form: the residual student on a teacher with a sub-pixel last skip trains that
         # skip's convolution too
         cache_kind = "skip" if args.student == "skip" or (args.student == "residual" and teacher.config.subpixel_skips) \
-            else "tail"
+            else "plain" if args.student == "plain" else "tail"
         if cache_kind == "skip":
             trainable.append(student.encoder.up[-1])
         if student.lr_tail is not None:
@@ -421,14 +467,14 @@ def main(argv: list[str] | None = None) -> int:
             if saved.get("key") != key:
                 raise ConfigError(f"{args.cache}: a cache of other settings ({saved.get('key')}); remove it or pass "
                                   "another --cache")
-            cache = TailCache(*(saved[k] for k in fields), saved["component"], skip=saved["skip"])
+            cache = TailCache(*(saved[k] for k in fields), saved["component"], skip=saved["skip"], skips=saved["skips"])
             logger.info("cache: %d samples from %s", len(cache), args.cache)
         else:
             cache = build_tail_cache(teacher, args.data, samples=args.samples, patch_size=args.patch_size,
                                      seed=args.seed, mixture=mixture, kind=cache_kind)
             if args.cache is not None:
                 atomic_torch_save({"key": key, **{k: getattr(cache, k) for k in fields}, "skip": cache.skip,
-                                   "component": cache.component}, args.cache)
+                                   "skips": cache.skips, "component": cache.component}, args.cache)
         t_cache = time.perf_counter() - t0
         n_val = max(1, int(round(len(cache) * args.val_fraction)))
         idx = torch.arange(len(cache))
