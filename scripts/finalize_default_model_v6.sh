@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Ship and measure the sixth default models (issue 14), after scripts/train_default_model_v6_cpu.sh. Run
-# from the repository root on the otherwise idle machine. Per scale in SCALES (default "4 2"):
+# Ship and measure the sixth default x4 model (issue 13: every decoder stage norm-free), after
+# scripts/train_default_model_v6_cpu.sh. Run from the repository root on the otherwise idle machine.
+# Per scale in SCALES (default "4"; the x2 model is the fourth release's):
 #   slim checkpoint; export (FP32 and FP16, verified) and export.check; held-out quality beside the
 #   previous release; latency beside the previous release and the Compact peer (one and two threads,
-#   128x128 LR, median of interleaved rounds); peak memory of runtime.infer on a 512x512 LR; x4 also
+#   128x128 and 256x256 LR, median and paired ratio of interleaved rounds); peak memory of runtime.infer on a 512x512 LR; x4 also
 #   the export time and the figure.
 # X4 / X2: the chosen checkpoints; PREV4 / PREV2: the previous releases' ONNX files (default: those of
 # git 254069b, the fifth x4 and the fourth x2 release).
@@ -11,7 +12,7 @@ set -euo pipefail
 . .venv/bin/activate
 M=runtime/models
 R=benchmarks/results
-SCALES=${SCALES:-4 2}
+SCALES=${SCALES:-4}
 DRAWS=${DRAWS:-2}
 CROP=${CROP:-512}
 LICENSE="Apache-2.0 for the weights (trained by this project); training photos: public-domain / CC0 / BSD photos shipped in Python packages and the GPL-2+ photographs of Debian's mate-backgrounds (model card)"
@@ -34,7 +35,7 @@ for s in $SCALES; do
       > "$R/quality_default_model_table_x$s.md"
   python scripts/experiments/gate_weights.py --model "$M/ugtsr_tiny_x$s.pt" --data data/photos/val \
       > "$R/gate_weights_x${s}_v6.md"
-  python -m benchmarks.latency --peers --ours "$M/ugtsr_tiny_x$s.onnx" "$PREV" --sizes 128 --repeats 9 \
+  python -m benchmarks.latency --peers --ours "$M/ugtsr_tiny_x$s.onnx" "$PREV" --sizes 128 256 --repeats 7 \
       --peer-threads 1 2 --rrdb-max-side 1 --peer-cache /tmp/peers_cache --tag "default_model_v6_latency_x$s"
   for model in "$M/ugtsr_tiny_x$s.onnx" "$PREV"; do
     python -m benchmarks.latency --peak-memory --onnx "$model" --peak-size 512 --peak-tile 256 --threads 1 \
