@@ -147,7 +147,8 @@ def build_student(teacher: UGTSRNet, kind: str = "tail") -> UGTSRNet:
     if kind == "plain":
         # the convolutions keep their names; the norms go; the blocks that lose them start as
         # identities (second convolution at zero), their stage's upsampling convolution as it was
-        state = {k: v for k, v in t_state.items() if k in student.state_dict()}
+        keep = student.state_dict().keys()
+        state = {k: v for k, v in t_state.items() if k in keep}
         missing, unexpected = student.load_state_dict(state, strict=False)
         assert not missing and not unexpected, (missing, unexpected)
         with torch.no_grad():
@@ -219,12 +220,22 @@ class TailCache:
         return self.lq.shape[0]
 
 
+def _decoder_inputs(model: UGTSRNet, lq: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``(the decoder's input after quant_out, the encoder's skips)`` for an input whose size is a
+    multiple of ``model.multiple_of`` (what the ``plain`` student caches)."""
+    z, skips = model.encode(lq)
+    return model.quant_out(model.match(z).z_q), skips
+
+
+def _before_last_skip_from(model: UGTSRNet, d_in: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
+    return model.decoder.last_stage_input(d_in, skips, model.skip_fusion, fuse_last=False)
+
+
 def _before_last_skip(model: UGTSRNet, lq: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``(the decoder's feature before the last stage's skip is fused, the encoder's skips)`` for an
     input whose size is a multiple of ``model.multiple_of``."""
-    z, skips = model.encode(lq)
-    x = model.decoder.last_stage_input(model.quant_out(model.match(z).z_q), skips, model.skip_fusion, fuse_last=False)
-    return x, skips
+    d_in, skips = _decoder_inputs(model, lq)
+    return _before_last_skip_from(model, d_in, skips), skips
 
 
 def _fuse_last_skip(model: UGTSRNet, x: torch.Tensor, skips: list[torch.Tensor]) -> torch.Tensor:
@@ -274,14 +285,15 @@ def build_tail_cache(teacher: UGTSRNet, data: str | Path, *, samples: int, patch
                                                 mixture=mixture, batch=batch, salt=_DEGRADE_SALT):
         if lq.shape[-1] % teacher.multiple_of or lq.shape[-2] % teacher.multiple_of:
             raise ConfigError(f"--patch-size {patch_size}: the LR patch must be a multiple of {teacher.multiple_of}")
-        before, skips = _before_last_skip(teacher, lq)
+        d_in, skips = _decoder_inputs(teacher, lq)
+        before = _before_last_skip_from(teacher, d_in, skips)
         feat = _fuse_last_skip(teacher, before, skips)
         pre, out, unc = student_tail(teacher, feat, lq)
         if kind == "skip":  # the student's inputs instead: the decoder's feature before the last skip
             feat = before
             cols["skip"].append(skips[-2].half())
         elif kind == "plain":  # the decoder's input and every skip
-            feat = teacher.quant_out(teacher.match(teacher.encode(lq)[0]).z_q)
+            feat = d_in
             if not skip_cols:
                 skip_cols = [[] for _ in skips]
             for col, t in zip(skip_cols, skips):

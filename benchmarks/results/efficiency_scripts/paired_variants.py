@@ -4,10 +4,10 @@
 # Prints per model the median latency and the median [quartiles] of the paired ratio.
 import sys, time, json, numpy as np
 from pathlib import Path
-from benchmarks.latency_peers import _peer_onnx, _session
+from benchmarks.latency_peers import _peer_onnx, _session, count_gflop, paired_ratio
 side, R, threads = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-_, cp, info = _peer_onnx("realesr-general-x4v3", Path("/tmp/peers_cache"), 0)
-g_c = 39.62 * (side / 128) ** 2
+peer, cp, info = _peer_onnx("realesr-general-x4v3", Path("/tmp/peers_cache"), 0)
+g_c = count_gflop(peer, side, side)[0]
 models = {}
 for a in sys.argv[4:]:
     k, v = a.split("=", 1); p, g = v.rsplit(":", 1); models[k] = (p, float(g))
@@ -23,9 +23,9 @@ for r in range(R):
         time.sleep(0.05); t0 = time.perf_counter(); s.run(["sr"], {"lq": x}); T[k].append(time.perf_counter() - t0)
 res = {}
 for k, (p, g) in models.items():
-    ratio = np.array([(g / t) / (g_c / c) for t, c in zip(T[k], C[k])])
-    q1, med, q3 = np.percentile(ratio, [25, 50, 75])
-    res[k] = {"ms": 1e3 * float(np.median(T[k])), "compact_ms": 1e3 * float(np.median(C[k])), "paired": float(med),
-              "q1": float(q1), "q3": float(q3)}
+    pr = paired_ratio(g, T[k], g_c, C[k])
+    med, q1, q3 = pr["median"], pr["q25"], pr["q75"]
+    res[k] = {"ms": 1e3 * float(np.median(T[k])), "compact_ms": 1e3 * float(np.median(C[k])), "paired": med,
+              "q1": q1, "q3": q3}
     print(f"{k}: {res[k]['ms']:.1f} ms (compact {res[k]['compact_ms']:.1f}), paired GFLOP/s ratio {med:.3f} [{q1:.3f}-{q3:.3f}]", flush=True)
 print(json.dumps({"side": side, "threads": threads, "rounds": R, "results": res}))
